@@ -1,0 +1,259 @@
+"""The `auditor` command: parse, call one library function, render.
+
+Heavy libraries are imported inside the commands, so `auditor --help` stays instant and never
+loads torch. Errors of the `AuditorError` family become a short message with a hint on stderr
+(exit 1, or 2 for configuration errors); `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from auditor import __version__
+from auditor.errors import AuditorError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    """`--config PATH` on every command."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="TOML config file (default: ./auditor.toml when present).",
+    )(func)
+
+
+def store_option(func: F) -> F:
+    """`--store PATH` on every command that touches the store."""
+    return click.option(
+        "--store",
+        "store_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="DuckDB store file (default: store.path, ./auditor.duckdb).",
+    )(func)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="auditor")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Watch the Hub's community derivatives of Gemma, Llama and Phi for toxicity drift.
+
+    \b
+    auditor crawl                      crawl the family trees into ./auditor.duckdb
+    auditor sim serve --world size=2000,seed=1
+                                       serve a simulated Hub on loopback (set HF_ENDPOINT to it)
+    auditor store info                 what the store holds
+    """
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+@cli.command()
+@click.option(
+    "--root",
+    "roots",
+    multiple=True,
+    metavar="ID",
+    help="Root model id (repeatable; default: the paper's ten).",
+)
+@click.option("--full", is_flag=True, help="List the whole tree again instead of reading the change feed.")
+@click.option("--concurrency", type=int, default=None, help="Listing requests in flight (crawl.concurrency).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@config_option
+@store_option
+def crawl(
+    roots: tuple[str, ...],
+    full: bool,
+    concurrency: int | None,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
+    """Discover every descendant of the roots and store models and lineage edges.
+
+    The first crawl lists the whole tree; later ones read the Hub's change feed and cost requests
+    in proportion to what changed. An interrupted crawl is resumed by the next one.
+
+    \b
+    Example:
+      HF_ENDPOINT=http://127.0.0.1:8765 auditor crawl --root google/gemma-2-2b-it --store night.duckdb
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+    from crawlers import CrawlOptions, crawl_lineage
+    from reports.crawl import render_crawl_summary
+    from reports.progress import CrawlProgressDisplay
+
+    resolved = load_config(
+        config_path,
+        flags={"crawl.roots": roots or None, "crawl.concurrency": concurrency, "store.path": store_path},
+    )
+    with Store.open(resolved.config.store.path) as store, CrawlProgressDisplay() as progress:
+        result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress))
+    render_crawl_summary(result.summary, fmt=fmt)
+
+
+@cli.group()
+def sim() -> None:
+    """The simulated Hub, for tests, benchmarks and demos."""
+
+
+@sim.command("serve")
+@click.option(
+    "--world",
+    "world_spec",
+    default="size=2000,seed=0",
+    show_default=True,
+    help="World to generate: size=N (20-200000),seed=S[,defects=on|off].",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
+@click.option("--port", type=int, default=8765, show_default=True, help="Port (0 picks a free one).")
+@click.option(
+    "--rate-limit",
+    default=None,
+    metavar="Q/W",
+    help="Enforce Q requests per W seconds per bucket, as the Hub does (e.g. 500/300).",
+)
+@config_option
+def sim_serve(world_spec: str, host: str, port: int, rate_limit: str | None, config_path: Path | None) -> None:
+    """Serve a generated Hub over HTTP until interrupted; prints its URL first.
+
+    \b
+    Example:
+      auditor sim serve --world size=20000,seed=7 --port 8765 &
+      HF_ENDPOINT=http://127.0.0.1:8765 auditor crawl
+    """
+    from auditor.simhub import SimHub, WorldSpec, build_world
+
+    try:
+        spec = WorldSpec.parse(world_spec)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--world") from None
+    limit: tuple[int, float] | None = None
+    if rate_limit:
+        try:
+            quota, window = rate_limit.split("/")
+            limit = (int(quota), float(window))
+        except ValueError:
+            raise click.BadParameter("use Q/W, e.g. 500/300", param_hint="--rate-limit") from None
+    world = build_world(spec)
+    hub = SimHub(world, host=host, port=port, rate_limit=limit)
+    click.echo(hub.url)
+    sys.stdout.flush()
+    click.echo(f"serving {len(world.models)} models ({spec}); Ctrl-C to stop", err=True)
+    try:
+        hub.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        hub.stop()
+
+
+@cli.group()
+def store() -> None:
+    """The DuckDB store."""
+
+
+@store.command("info")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@config_option
+@store_option
+def store_info(fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+    """Schema version, table sizes and the last crawls.
+
+    \b
+    Example:
+      auditor store info --store night.duckdb
+    """
+    import json
+
+    from auditor.config import load_config
+    from auditor.store import Store
+    from auditor.store.info import describe_store
+    from reports.terminal import make_console, safe_text
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        info = describe_store(opened)
+    if fmt == "json":
+        click.echo(json.dumps(info, indent=2, default=str))
+        return
+    console = make_console()
+    console.print(f"store {safe_text(info['path'])}: schema version {info['schema_version']}")
+    for table, n in info["tables"].items():
+        console.print(f"  {table:<18} {n:>10} rows")
+    for run in info["crawls"]:
+        console.print(
+            f"  crawl {run['crawl_id']} {run['mode']:<11} {run['status']:<7} {run['started_at']}"
+            f"  requests {run['requests']}" + (f"  error: {safe_text(run['error'])}" if run["error"] else "")
+        )
+
+
+@store.command("migrate")
+@config_option
+@store_option
+def store_migrate(config_path: Path | None, store_path: Path | None) -> None:
+    """Create the store, or bring it to this version's schema.
+
+    \b
+    Example:
+      auditor store migrate --store night.duckdb
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path) as opened:
+        click.echo(f"{opened.path}: schema version {opened.version()}")
+
+
+@cli.command("config")
+@config_option
+def show_config(config_path: Path | None) -> None:
+    """Print the resolved configuration and where each explicit setting came from.
+
+    \b
+    Example:
+      AUDITOR_CRAWL_CONCURRENCY=8 auditor config
+    """
+    import json
+
+    from auditor.config import load_config
+
+    click.echo(json.dumps(load_config(config_path).provenance(), indent=2))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `auditor` console script."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="auditor", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except AuditorError as err:
+        if debug:
+            raise
+        click.echo(f"error: {err}", err=True)
+        if err.hint:
+            click.echo(f"hint: {err.hint}", err=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        click.echo("interrupted; run the same command again to resume", err=True)
+        sys.exit(130)

@@ -1,0 +1,272 @@
+"""The typed configuration, resolved in one documented order.
+
+    defaults  <  config file  <  environment  <  command-line flags
+
+The config file is `--config PATH`, else `./auditor.toml` when it exists. Environment variables
+are `AUDITOR_<SECTION>_<KEY>` (for example `AUDITOR_CRAWL_CONCURRENCY=8`); lists are
+comma-separated. `HF_ENDPOINT` sets `hub.endpoint` as huggingface_hub itself would, below
+`AUDITOR_HUB_ENDPOINT`. Unknown keys are errors wherever they come from, so a typo never silently
+drops a setting.
+
+The Hub token is deliberately *not* a setting: huggingface_hub reads `HF_TOKEN` (or the token file
+written by `hf auth login`) itself, and the auditor never sees, prints or stores it.
+
+Example `auditor.toml`:
+
+    [store]
+    path = "/data/auditor.duckdb"
+
+    [crawl]
+    roots = ["google/gemma-2-2b-it"]
+    concurrency = 8
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from auditor.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+DEFAULT_CONFIG_FILE = Path("auditor.toml")
+ENV_PREFIX = "AUDITOR_"
+
+#: The base and instruct models studied by Hawkins, Mittelstadt & Russell (2024).
+DEFAULT_ROOTS: tuple[str, ...] = (
+    "google/gemma-2b",
+    "google/gemma-2b-it",
+    "google/gemma-2-2b",
+    "google/gemma-2-2b-it",
+    "meta-llama/Llama-2-7b-hf",
+    "meta-llama/Llama-2-7b-chat-hf",
+    "meta-llama/Llama-3.1-8B",
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "microsoft/Phi-3-mini-4k-instruct",
+    "microsoft/Phi-3.5-mini-instruct",
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class HubSettings(_Section):
+    endpoint: str = "https://huggingface.co"
+    #: Seconds to wait for one HTTP response before treating the request as failed.
+    timeout_s: float = Field(default=60.0, gt=0)
+    #: Retries of one request on 429, 5xx and dropped connections (huggingface_hub's backoff).
+    max_retries: int = Field(default=5, ge=0, le=20)
+    #: First backoff wait in seconds; it doubles up to 8x. 429s wait as the server asks instead.
+    backoff_s: float = Field(default=1.0, ge=0)
+
+    @field_validator("endpoint")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class StoreSettings(_Section):
+    path: Path = Path("auditor.duckdb")
+
+
+class CrawlSettings(_Section):
+    roots: tuple[str, ...] = DEFAULT_ROOTS
+    #: Listing requests in flight at once.
+    concurrency: int = Field(default=4, ge=1, le=64)
+    #: Children of a node are listed again (refreshing downloads and likes, and finding deleted
+    #: models, which the Hub announces nowhere) once their last listing is this old.
+    refresh_days: float = Field(default=7.0, ge=0)
+    #: The change feed is read back this far before the last crawl's high-water mark, so that
+    #: commits landing while the last crawl ran are not missed.
+    feed_overlap_minutes: float = Field(default=30.0, ge=0)
+    #: Rows buffered before one batched write to the store.
+    flush_rows: int = Field(default=5000, ge=1)
+    #: A crawl gives up (and is resumed next time) after this many listings failed in a row.
+    max_consecutive_failures: int = Field(default=20, ge=1)
+
+    @field_validator("roots")
+    @classmethod
+    def _check_roots(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one root model is needed")
+        for repo_id in value:
+            if repo_id.count("/") != 1 or repo_id.startswith("/") or repo_id.endswith("/"):
+                raise ValueError(f"{repo_id!r} is not a Hub model id of the form 'owner/name'")
+        return tuple(dict.fromkeys(value))
+
+
+class Config(_Section):
+    hub: HubSettings = HubSettings()
+    store: StoreSettings = StoreSettings()
+    crawl: CrawlSettings = CrawlSettings()
+
+
+Source = Literal["file", "env", "flag"]
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """The effective config plus where each explicitly set key came from (for provenance)."""
+
+    config: Config
+    explicit: dict[str, Source] = field(default_factory=dict)
+    file: Path | None = None
+
+    def provenance(self) -> dict[str, Any]:
+        """What a run stores about its configuration: the resolved values and what was set."""
+        return {
+            "resolved": self.config.model_dump(mode="json"),
+            "explicit": dict(sorted(self.explicit.items())),
+            "file": str(self.file) if self.file else None,
+        }
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> ResolvedConfig:
+    """Resolve the configuration: defaults < file < environment < flags.
+
+    `flags` maps dotted keys to values (`{"store.path": "x.duckdb"}`); keys whose value is None are
+    ignored, so a CLI can pass every option it has.
+
+    >>> load_config(flags={"crawl.concurrency": 2}).config.crawl.concurrency
+    2
+    """
+    environ = os.environ if environ is None else environ
+    layers: list[tuple[Source, dict[str, Any]]] = []
+
+    file: Path | None = None
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ConfigError(f"config file {file} does not exist", hint="pass the path of a TOML file to --config")
+    elif DEFAULT_CONFIG_FILE.is_file():
+        file = DEFAULT_CONFIG_FILE
+    if file is not None:
+        layers.append(("file", _flatten(_read_toml(file), origin=str(file))))
+
+    layers.append(("env", _from_environ(environ)))
+    layers.append(("flag", {k: v for k, v in (flags or {}).items() if v is not None}))
+
+    merged: dict[str, Any] = {}
+    explicit: dict[str, Source] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            _check_key(key, source)
+            merged[key] = value
+            explicit[key] = source
+
+    try:
+        config = Config.model_validate(_nest(merged))
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])} ({explicit.get('.'.join(str(p) for p in e['loc']), 'default')}):"
+            f" {e['msg']}"
+            for e in err.errors()
+        )
+        raise ConfigError(
+            f"invalid configuration: {problems}", hint="fix the value in the file, variable or flag named"
+        ) from None
+    return ResolvedConfig(config=config, explicit=explicit, file=file)
+
+
+def known_keys() -> dict[str, type[_Section]]:
+    """Every dotted key the config accepts, mapped to its section model."""
+    keys: dict[str, type[_Section]] = {}
+    for section_name, section_field in Config.model_fields.items():
+        section_model = section_field.annotation
+        assert isinstance(section_model, type) and issubclass(section_model, _Section)
+        for key in section_model.model_fields:
+            keys[f"{section_name}.{key}"] = section_model
+    return keys
+
+
+def _check_key(key: str, source: Source) -> None:
+    if key == "hub.token":
+        raise ConfigError(
+            "the Hub token is not a config setting, so that it is never written to a file or a run record",
+            hint="set HF_TOKEN in the environment or run `hf auth login`; huggingface_hub reads it itself",
+        )
+    if key not in known_keys():
+        where = {"file": "in the config file", "env": "in the environment", "flag": "as a flag"}[source]
+        raise ConfigError(
+            f"unknown config key {key!r} {where}",
+            hint="known keys: " + ", ".join(sorted(known_keys())),
+        )
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}", hint="fix the syntax") from None
+    except OSError as err:
+        raise ConfigError(f"config file {path} cannot be read: {err.strerror}") from None
+
+
+def _flatten(data: dict[str, Any], *, origin: str) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{origin}: top-level key {section!r} must be a [section] table",
+                hint="put settings under [hub], [store] or [crawl]",
+            )
+        for key, value in values.items():
+            flat[f"{section}.{key}"] = value
+    return flat
+
+
+def _from_environ(environ: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    if environ.get("HF_ENDPOINT"):
+        values["hub.endpoint"] = environ["HF_ENDPOINT"]
+    sections = {key.split(".")[0] for key in known_keys()}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections or not key:
+            raise ConfigError(
+                f"unknown config variable {name}",
+                hint="variables are AUDITOR_<SECTION>_<KEY>, e.g. AUDITOR_STORE_PATH; unset the stray one",
+            )
+        dotted = f"{section}.{key}"
+        values[dotted] = _parse_env_value(dotted, raw)
+    return values
+
+
+def _parse_env_value(dotted: str, raw: str) -> Any:
+    model = known_keys().get(dotted)
+    if model is None:
+        return raw  # reported as unknown by _check_key
+    annotation = str(model.model_fields[dotted.split(".", 1)[1]].annotation)
+    if "tuple" in annotation or "list" in annotation:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in flat.items():
+        section, _, name = key.partition(".")
+        nested.setdefault(section, {})[name] = value
+    return nested

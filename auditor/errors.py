@@ -1,0 +1,55 @@
+"""One error hierarchy for the whole tool.
+
+    AuditorError                 anything the user can act on; carries a hint
+    ├── ConfigError              a config file, environment variable or flag is wrong
+    ├── StoreError               the DuckDB store cannot be used
+    │   ├── StoreVersionError    the file was written by a newer auditor
+    │   └── StoreBusyError       another process holds the write lock
+    ├── HubError                 the Hub (or its stand-in) refused or failed a request
+    │   └── HubUnavailableError  retries are exhausted: the Hub is down or unreachable
+    └── CrawlError               a crawl could not proceed (bad roots, ...)
+
+Every message says what happened and to what; `hint` says what to do next. The CLI turns these
+into a one-screen message (a traceback only with `--debug`). A failure that concerns one model is
+never raised past the loop that handles that model: it becomes a row with a status and a reason.
+"""
+
+from __future__ import annotations
+
+
+class AuditorError(Exception):
+    """Base class: `str(err)` is the message; `hint` is the next step for the user."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class ConfigError(AuditorError):
+    exit_code = 2
+
+
+class StoreError(AuditorError):
+    pass
+
+
+class StoreVersionError(StoreError):
+    pass
+
+
+class StoreBusyError(StoreError):
+    pass
+
+
+class HubError(AuditorError):
+    pass
+
+
+class HubUnavailableError(HubError):
+    pass
+
+
+class CrawlError(AuditorError):
+    pass

@@ -1,0 +1,110 @@
+"""Failure injection for the simulated Hub, and a counter of what it served.
+
+Rules are checked in order for every request outside `/_sim/`; the first that fires decides the
+failure. A rule fires on every `every`-th matching request, or with `probability` (from a seeded
+generator, so a test run is repeatable), at most `times` times.
+
+    kind        what the client sees
+    rate_limit  429 with Retry-After and RateLimit headers (`"api";r=0;t=<retry_after>`)
+    server      a 5xx status (`status`, 500 by default)
+    drop        the connection closes before any response is sent
+    truncate    headers announce the full body, half of it arrives, the connection closes
+    slow        the response is delayed by `delay_s` seconds, then served normally
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+FaultKind = Literal["rate_limit", "server", "drop", "truncate", "slow"]
+
+
+@dataclass
+class FaultRule:
+    kind: FaultKind
+    #: Only requests whose path starts with this prefix are candidates.
+    path: str = "/"
+    every: int = 0
+    probability: float = 0.0
+    times: int | None = None
+    status: int = 500
+    retry_after: int = 0
+    delay_s: float = 0.5
+    fired: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FaultRule:
+        unknown = set(data) - set(cls.__dataclass_fields__) - {"fired"}
+        if unknown:
+            raise ValueError(f"unknown fault rule keys: {sorted(unknown)}")
+        rule = cls(**{k: v for k, v in data.items() if k != "fired"})
+        if rule.kind not in ("rate_limit", "server", "drop", "truncate", "slow"):
+            raise ValueError(f"unknown fault kind {rule.kind!r}")
+        return rule
+
+
+@dataclass
+class FaultPlan:
+    rules: list[FaultRule] = field(default_factory=list)
+    seed: int = 0
+    _matched: Counter[int] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+
+    def set(self, rules: list[FaultRule], seed: int = 0) -> None:
+        with self._lock:
+            self.rules = list(rules)
+            self._matched.clear()
+            self._rng = random.Random(seed)
+
+    def clear(self) -> None:
+        self.set([])
+
+    def pick(self, path: str) -> FaultRule | None:
+        """The rule that fires for this request, if any (and count it)."""
+        with self._lock:
+            for index, rule in enumerate(self.rules):
+                if not path.startswith(rule.path):
+                    continue
+                if rule.times is not None and rule.fired >= rule.times:
+                    continue
+                self._matched[index] += 1
+                fires = (rule.every > 0 and self._matched[index] % rule.every == 0) or (
+                    rule.probability > 0 and self._rng.random() < rule.probability
+                )
+                if fires:
+                    rule.fired += 1
+                    return rule
+            return None
+
+
+@dataclass
+class RequestStats:
+    """What the simulated Hub served: totals by route and status, faults fired."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, route: str, status: int | str) -> None:
+        with self._lock:
+            self.counts["total"] += 1
+            self.counts[f"route:{route}"] += 1
+            self.counts[f"status:{status}"] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+
+    @property
+    def total(self) -> int:
+        return self.counts["total"]

@@ -1,0 +1,607 @@
+"""The crawl's tables: runs, model snapshots, declared edges, defects and change logs.
+
+Writes are batched: the crawler hands over a few thousand snapshots at a time, they are staged as
+one Arrow table and merged with set-based SQL in a single transaction, together with the listings
+they came from. A crawl killed between two batches therefore loses only the unwritten batch, and
+the listings it would have marked done are simply listed again on resume.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from auditor import __version__
+from auditor.lineage import LineageDefect, LineageGraph, ModelSnapshot, TreePlacement
+from auditor.store.database import Store
+
+_SNAPSHOT_SCHEMA = pa.schema(
+    [
+        ("repo_id", pa.string()),
+        ("sha", pa.string()),
+        ("author", pa.string()),
+        ("created_at", pa.timestamp("us", tz="UTC")),
+        ("last_modified", pa.timestamp("us", tz="UTC")),
+        ("downloads", pa.int64()),
+        ("likes", pa.int64()),
+        ("gated", pa.string()),
+        ("private", pa.bool_()),
+        ("library_name", pa.string()),
+        ("pipeline_tag", pa.string()),
+        ("license", pa.string()),
+        ("num_parameters", pa.int64()),
+        ("tags", pa.list_(pa.string())),
+        ("children_count", pa.string()),
+        ("relation", pa.string()),
+        ("raw", pa.string()),
+        ("parents_sig", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class CrawlRun:
+    crawl_id: int
+    mode: str
+    status: str
+    started_at: datetime
+    roots: tuple[str, ...]
+    feed_watermark: datetime | None
+    feed_since: datetime | None
+    requests: int
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    """What the store knows of a model in the tree, for change detection."""
+
+    sha: str | None
+    parents: tuple[tuple[str, str], ...]  # (parent, relation), in declaration order
+    children_count: dict[str, int] | None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The children of (repo_id, relation) were listed completely."""
+
+    repo_id: str
+    relation: str
+    listed_at: datetime
+    n_children: int
+
+
+def parents_signature(parents: Iterable[tuple[str, str]]) -> str:
+    """A canonical string for a set of declared parents, to compare declarations cheaply."""
+    return "\n".join(sorted(f"{parent}\t{relation}" for parent, relation in parents))
+
+
+class LineageStore:
+    """The lineage tables of one `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        return self.store.connection
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        *,
+        mode: str,
+        endpoint: str,
+        roots: Sequence[str],
+        config: dict[str, Any],
+        feed_watermark: datetime | None,
+        feed_since: datetime | None,
+    ) -> CrawlRun:
+        with self.store.transaction() as con:
+            row = con.execute("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawl_runs").fetchone()
+            crawl_id = int(row[0]) if row else 1
+            con.execute(
+                "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, feed_watermark,"
+                " feed_since, config, auditor_version) VALUES (?, ?, 'running', now(), ?, ?, ?, ?, ?, ?)",
+                [
+                    crawl_id,
+                    mode,
+                    endpoint,
+                    list(roots),
+                    feed_watermark,
+                    feed_since,
+                    json.dumps(config),
+                    __version__,
+                ],
+            )
+        run = self.run(crawl_id)
+        assert run is not None
+        return run
+
+    def run(self, crawl_id: int) -> CrawlRun | None:
+        rows = self.store.query(
+            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
+            " FROM crawl_runs WHERE crawl_id = ?",
+            [crawl_id],
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    def unfinished_run(self) -> CrawlRun | None:
+        """The newest run still marked running: a crawl that was killed (the writer lock is ours)."""
+        rows = self.store.query(
+            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
+            " FROM crawl_runs WHERE status = 'running' ORDER BY crawl_id DESC LIMIT 1"
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    def last_done_run(self) -> CrawlRun | None:
+        rows = self.store.query(
+            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
+            " FROM crawl_runs WHERE status = 'done' ORDER BY crawl_id DESC LIMIT 1"
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    def latest_run(self) -> CrawlRun | None:
+        rows = self.store.query(
+            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
+            " FROM crawl_runs ORDER BY crawl_id DESC LIMIT 1"
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    def set_watermark(self, crawl_id: int, watermark: datetime) -> None:
+        with self.store.transaction() as con:
+            con.execute("UPDATE crawl_runs SET feed_watermark = ? WHERE crawl_id = ?", [watermark, crawl_id])
+
+    def children_counts_in_run(self, crawl_id: int) -> list[tuple[str, dict[str, int] | None]]:
+        """(repo_id, childrenModelCount) of the models this run has seen that may have children."""
+        rows = self.store.query(
+            "SELECT repo_id, children_count FROM models WHERE last_seen_crawl = ?"
+            " AND (children_count IS NULL OR children_count <> '{}') ORDER BY repo_id",
+            [crawl_id],
+        )
+        return [(r[0], json.loads(r[1]) if r[1] else None) for r in rows]
+
+    def mark_resumed(self, crawl_id: int) -> None:
+        with self.store.transaction() as con:
+            con.execute("UPDATE crawl_runs SET resumed = resumed + 1 WHERE crawl_id = ?", [crawl_id])
+
+    def fail_run(self, crawl_id: int, error: str, requests: int) -> None:
+        """Record why a run stopped; it stays resumable (status 'running' is for killed runs only)."""
+        with self.store.transaction() as con:
+            con.execute(
+                "UPDATE crawl_runs SET status = 'failed', finished_at = now(), error = ?,"
+                " requests = requests + ? WHERE crawl_id = ?",
+                [error, requests, crawl_id],
+            )
+
+    def abandon_unfinished(self, keep: int | None = None) -> None:
+        """Close runs left 'running' by a killed process, except `keep` (the one being resumed)."""
+        with self.store.transaction() as con:
+            con.execute(
+                "UPDATE crawl_runs SET status = 'failed', finished_at = now(),"
+                " error = 'interrupted; superseded by a later crawl'"
+                " WHERE status = 'running' AND crawl_id IS DISTINCT FROM ?",
+                [keep],
+            )
+
+    # -- reads for the crawler ------------------------------------------------------------------
+
+    def current_models(self) -> dict[str, KnownModel]:
+        """Every model currently in the tree with its sha, declared parents and child counts."""
+        con = self._con
+        parents: dict[str, list[tuple[str, str]]] = {}
+        for child, parent, relation in con.execute(
+            "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
+            " WHERE m.removed_at IS NULL ORDER BY l.child, l.position"
+        ).fetchall():
+            parents.setdefault(child, []).append((parent, relation))
+        known: dict[str, KnownModel] = {}
+        for repo_id, sha, children_count in con.execute(
+            "SELECT repo_id, sha, children_count FROM models WHERE removed_at IS NULL"
+        ).fetchall():
+            known[repo_id] = KnownModel(
+                sha=sha,
+                parents=tuple(parents.get(repo_id, ())),
+                children_count=json.loads(children_count) if children_count else None,
+            )
+        return known
+
+    def listed_in_run(self, crawl_id: int) -> set[tuple[str, str]]:
+        rows = self.store.query("SELECT repo_id, relation FROM crawl_listings WHERE crawl_id = ?", [crawl_id])
+        return {(r[0], r[1]) for r in rows}
+
+    def seen_in_run(self, crawl_id: int) -> set[str]:
+        return {r[0] for r in self.store.query("SELECT repo_id FROM models WHERE last_seen_crawl = ?", [crawl_id])}
+
+    def listings_older_than(self, cutoff: datetime) -> list[tuple[str, str]]:
+        """(repo_id, relation) of current models whose children were last listed before `cutoff`."""
+        rows = self.store.query(
+            "SELECT l.repo_id, l.relation FROM crawl_listings l JOIN models m ON m.repo_id = l.repo_id"
+            " WHERE m.removed_at IS NULL AND l.listed_at < ? ORDER BY l.repo_id, l.relation",
+            [cutoff],
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    # -- batched writes -------------------------------------------------------------------------
+
+    def write_batch(
+        self,
+        crawl_id: int,
+        snapshots: Sequence[ModelSnapshot],
+        listings: Sequence[Listing] = (),
+        *,
+        unlisted: Sequence[str] = (),
+        requests: int = 0,
+    ) -> None:
+        """Merge one batch of snapshots, the listings they came from and confirmed removals."""
+        latest: dict[str, ModelSnapshot] = {s.repo_id: s for s in snapshots}
+        snaps = list(latest.values())
+        snap_table = _snapshot_table(snaps)
+        edge_table = pa.table(
+            {
+                "child": [e.child for s in snaps for e in s.parents],
+                "parent": [e.parent for s in snaps for e in s.parents],
+                "relation": [e.relation for s in snaps for e in s.parents],
+                "source": [e.source for s in snaps for e in s.parents],
+                "position": pa.array([e.position for s in snaps for e in s.parents], pa.int32()),
+            }
+        )
+        defect_table = _defect_table([d for s in snaps for d in s.defects])
+        listing_table = pa.table(
+            {
+                "repo_id": [item.repo_id for item in listings],
+                "relation": [item.relation for item in listings],
+                "listed_at": pa.array([item.listed_at for item in listings], pa.timestamp("us", tz="UTC")),
+                "n_children": pa.array([item.n_children for item in listings], pa.int32()),
+            }
+        )
+        con = self._con
+        staged = {
+            "_snap": snap_table,
+            "_edges": edge_table,
+            "_defects": defect_table,
+            "_listings": listing_table,
+        }
+        with _staged(con, staged), self.store.transaction():
+            self._merge_snapshots(con, crawl_id)
+            if unlisted:
+                self._remove(con, crawl_id, list(unlisted), "unlisted")
+            con.execute(
+                "INSERT INTO crawl_listings SELECT repo_id, relation, ?, listed_at, n_children FROM _listings"
+                " ON CONFLICT DO UPDATE SET crawl_id = excluded.crawl_id, listed_at = excluded.listed_at,"
+                " n_children = excluded.n_children",
+                [crawl_id],
+            )
+            con.execute("UPDATE crawl_runs SET requests = requests + ? WHERE crawl_id = ?", [requests, crawl_id])
+
+    def _merge_snapshots(self, con: duckdb.DuckDBPyConnection, crawl_id: int) -> None:
+        # Change log first, while the old state is still there to compare with.
+        con.execute(
+            """
+            INSERT INTO model_changes
+            SELECT ?, s.repo_id,
+                   CASE WHEN m.repo_id IS NULL THEN 'new'
+                        WHEN m.removed_at IS NOT NULL THEN 'restored'
+                        ELSE 'changed' END,
+                   m.sha, s.sha,
+                   CASE WHEN m.repo_id IS NULL OR m.removed_at IS NOT NULL THEN NULL
+                        WHEN m.sha IS DISTINCT FROM s.sha AND coalesce(o.sig, '') <> s.parents_sig
+                             THEN 'new sha and parents'
+                        WHEN m.sha IS DISTINCT FROM s.sha THEN 'new sha'
+                        ELSE 'new parents' END
+            FROM _snap s
+            LEFT JOIN models m ON m.repo_id = s.repo_id
+            LEFT JOIN (
+                SELECT child, string_agg(parent || chr(9) || relation, chr(10) ORDER BY parent || chr(9) || relation)
+                       AS sig
+                FROM lineage WHERE child IN (SELECT repo_id FROM _snap) GROUP BY child
+            ) o ON o.child = s.repo_id
+            WHERE m.repo_id IS NULL OR m.removed_at IS NOT NULL
+               OR m.sha IS DISTINCT FROM s.sha OR coalesce(o.sig, '') <> s.parents_sig
+            """,
+            [crawl_id],
+        )
+        con.execute(
+            """
+            INSERT INTO lineage_changes
+            SELECT ?, e.child, e.parent, e.relation, 'added' FROM _edges e
+            WHERE NOT EXISTS (SELECT 1 FROM lineage l JOIN models m ON m.repo_id = l.child
+                              WHERE l.child = e.child AND l.parent = e.parent AND l.relation = e.relation
+                                AND m.removed_at IS NULL)
+            UNION ALL
+            SELECT ?, l.child, l.parent, l.relation, 'removed' FROM lineage l
+            JOIN models m ON m.repo_id = l.child AND m.removed_at IS NULL
+            WHERE l.child IN (SELECT repo_id FROM _snap)
+              AND NOT EXISTS (SELECT 1 FROM _edges e
+                              WHERE e.child = l.child AND e.parent = l.parent AND e.relation = l.relation)
+            """,
+            [crawl_id, crawl_id],
+        )
+        con.execute(
+            """
+            INSERT INTO models (repo_id, sha, author, created_at, last_modified, downloads, likes, gated, private,
+                                library_name, pipeline_tag, license, num_parameters, tags, children_count,
+                                relation, raw, first_seen_crawl, last_seen_crawl, changed_crawl, stats_at)
+            SELECT repo_id, sha, author, created_at, last_modified, downloads, likes, gated, private,
+                   library_name, pipeline_tag, license, num_parameters, tags, children_count, relation, raw,
+                   $crawl, $crawl, $crawl, now()
+            FROM _snap
+            ON CONFLICT DO UPDATE SET
+                sha = excluded.sha, author = excluded.author, created_at = excluded.created_at,
+                last_modified = excluded.last_modified, downloads = excluded.downloads, likes = excluded.likes,
+                gated = excluded.gated, private = excluded.private, library_name = excluded.library_name,
+                pipeline_tag = excluded.pipeline_tag, license = excluded.license,
+                num_parameters = excluded.num_parameters, tags = excluded.tags,
+                children_count = excluded.children_count, relation = excluded.relation, raw = excluded.raw,
+                last_seen_crawl = excluded.last_seen_crawl, stats_at = excluded.stats_at,
+                removed_at = NULL, removed_crawl = NULL, removed_reason = NULL
+            """,
+            {"crawl": crawl_id},
+        )
+        con.execute(
+            "UPDATE models SET changed_crawl = $crawl WHERE repo_id IN (SELECT repo_id FROM _snap)"
+            " AND repo_id IN (SELECT repo_id FROM model_changes WHERE crawl_id = $crawl)",
+            {"crawl": crawl_id},
+        )
+        con.execute(
+            "DELETE FROM lineage l WHERE l.child IN (SELECT repo_id FROM _snap)"
+            " AND NOT EXISTS (SELECT 1 FROM _edges e WHERE e.child = l.child AND e.parent = l.parent)"
+        )
+        con.execute(
+            "INSERT INTO lineage SELECT child, parent, relation, source, position, $crawl, $crawl FROM _edges"
+            " ON CONFLICT DO UPDATE SET relation = excluded.relation, source = excluded.source,"
+            " position = excluded.position, last_seen_crawl = excluded.last_seen_crawl",
+            {"crawl": crawl_id},
+        )
+        con.execute(
+            "DELETE FROM lineage_defects WHERE repo_id IN (SELECT repo_id FROM _snap)"
+            " AND kind IN ('self_reference', 'multiple_parents', 'unknown_relation')"
+        )
+        con.execute(
+            "INSERT INTO lineage_defects SELECT DISTINCT repo_id, kind, detail, ? FROM _defects ON CONFLICT DO NOTHING",
+            [crawl_id],
+        )
+
+    def _remove(self, con: duckdb.DuckDBPyConnection, crawl_id: int, repo_ids: list[str], reason: str) -> None:
+        with _staged(con, {"_gone": pa.table({"repo_id": repo_ids})}):
+            con.execute(
+                "INSERT INTO model_changes SELECT ?, m.repo_id, 'removed', m.sha, NULL, ? FROM models m"
+                " WHERE m.repo_id IN (SELECT repo_id FROM _gone) AND m.removed_at IS NULL",
+                [crawl_id, reason],
+            )
+            con.execute(
+                "INSERT INTO lineage_changes SELECT ?, l.child, l.parent, l.relation, 'removed' FROM lineage l"
+                " JOIN models m ON m.repo_id = l.child"
+                " WHERE l.child IN (SELECT repo_id FROM _gone) AND m.removed_at IS NULL",
+                [crawl_id],
+            )
+            con.execute(
+                "UPDATE models SET removed_at = now(), removed_crawl = ?, removed_reason = ?"
+                " WHERE repo_id IN (SELECT repo_id FROM _gone) AND removed_at IS NULL",
+                [crawl_id, reason],
+            )
+
+    # -- the end of a run -----------------------------------------------------------------------
+
+    def finish_run(
+        self, crawl_id: int, *, roots: Sequence[str], full: bool, requests: int, extra_summary: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Close a run: removals, tree placement, whole-graph defects, counts. Returns the summary."""
+        with self.store.transaction() as con:
+            if full:
+                unseen = [
+                    r[0]
+                    for r in con.execute(
+                        "SELECT repo_id FROM models WHERE removed_at IS NULL AND last_seen_crawl < ?",
+                        [crawl_id],
+                    ).fetchall()
+                ]
+                if unseen:
+                    self._remove(con, crawl_id, unseen, "unlisted")
+
+            members = {r[0] for r in con.execute("SELECT repo_id FROM models WHERE removed_at IS NULL").fetchall()}
+            edges = con.execute(
+                "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
+                " WHERE m.removed_at IS NULL"
+            ).fetchall()
+            graph = LineageGraph.from_edges(edges)
+            placement = graph.place(roots, members=members)
+            left = sorted(members - placement.keys())
+            if left:
+                self._remove(con, crawl_id, left, "left_tree")
+            self._write_placement(con, placement, set(roots))
+
+            in_tree = set(placement)
+            defects: list[LineageDefect] = [
+                LineageDefect(child, "parent_outside_tree", parent)
+                for child, parent, _ in edges
+                if child in in_tree and parent not in in_tree and parent != child
+            ]
+            for component in graph.cycles():
+                members_in_tree = [m for m in component if m in in_tree]
+                detail = " -> ".join(component[:8]) + (" ..." if len(component) > 8 else "")
+                defects.extend(LineageDefect(m, "cycle", detail) for m in members_in_tree)
+            con.execute("DELETE FROM lineage_defects WHERE kind IN ('parent_outside_tree', 'cycle')")
+            with _staged(con, {"_defects": _defect_table(defects)}):
+                con.execute(
+                    "INSERT INTO lineage_defects SELECT DISTINCT repo_id, kind, detail, ? FROM _defects"
+                    " ON CONFLICT DO NOTHING",
+                    [crawl_id],
+                )
+
+            summary = self._summarise(con, crawl_id)
+            summary.update(extra_summary)
+            totals = summary["totals"]
+            con.execute(
+                "UPDATE crawl_runs SET status = 'done', finished_at = now(), requests = requests + ?,"
+                " models_seen = ?, models_new = ?, models_changed = ?, models_removed = ?, edges_new = ?,"
+                " edges_removed = ?, defects = ?, failed_listings = ?, summary = ?, error = NULL"
+                " WHERE crawl_id = ?",
+                [
+                    requests,
+                    totals["models_seen"],
+                    totals["models_new"],
+                    totals["models_changed"],
+                    totals["models_removed"],
+                    totals["edges_new"],
+                    totals["edges_removed"],
+                    totals["defects"],
+                    extra_summary.get("failed_listings", 0),
+                    json.dumps(summary, default=str),
+                    crawl_id,
+                ],
+            )
+            row = con.execute("SELECT requests FROM crawl_runs WHERE crawl_id = ?", [crawl_id]).fetchone()
+            summary["requests"] = int(row[0]) if row else requests
+        return summary
+
+    def _write_placement(
+        self, con: duckdb.DuckDBPyConnection, placement: dict[str, TreePlacement], roots: set[str]
+    ) -> None:
+        table = pa.table(
+            {
+                "repo_id": list(placement),
+                "family": [p.family for p in placement.values()],
+                "root": [p.root for p in placement.values()],
+                "depth": pa.array([p.depth for p in placement.values()], pa.int32()),
+                "is_root": [r in roots for r in placement],
+            }
+        )
+        with _staged(con, {"_placement": table}):
+            con.execute(
+                "UPDATE models SET family = p.family, root = p.root, depth = p.depth, is_root = p.is_root"
+                " FROM _placement p WHERE models.repo_id = p.repo_id"
+                " AND (models.family IS DISTINCT FROM p.family OR models.root IS DISTINCT FROM p.root"
+                "      OR models.depth IS DISTINCT FROM p.depth OR models.is_root IS DISTINCT FROM p.is_root)"
+            )
+
+    def _summarise(self, con: duckdb.DuckDBPyConnection, crawl_id: int) -> dict[str, Any]:
+        model_rows = con.execute(
+            """
+            SELECT coalesce(m.family, '?') AS family, coalesce(m.relation, 'root') AS relation,
+                   count(*) FILTER (WHERE c.change IN ('new', 'restored')) AS new,
+                   count(*) FILTER (WHERE c.change = 'changed') AS changed,
+                   count(*) FILTER (WHERE c.change = 'removed') AS removed
+            FROM model_changes c JOIN models m USING (repo_id)
+            WHERE c.crawl_id = ? GROUP BY ALL ORDER BY ALL
+            """,
+            [crawl_id],
+        ).fetchall()
+        edge_rows = con.execute(
+            """
+            SELECT coalesce(m.family, '?') AS family, c.relation,
+                   count(*) FILTER (WHERE c.change = 'added') AS added,
+                   count(*) FILTER (WHERE c.change = 'removed') AS removed
+            FROM lineage_changes c JOIN models m ON m.repo_id = c.child
+            WHERE c.crawl_id = ? GROUP BY ALL ORDER BY ALL
+            """,
+            [crawl_id],
+        ).fetchall()
+        defect_rows = con.execute("SELECT kind, count(*) FROM lineage_defects GROUP BY kind ORDER BY kind").fetchall()
+        seen = con.execute("SELECT count(*) FROM models WHERE last_seen_crawl = ?", [crawl_id]).fetchone()
+        tree = con.execute(
+            "SELECT coalesce(family, '?'), count(*) FROM models WHERE removed_at IS NULL GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        edges_total = con.execute(
+            "SELECT count(*) FROM lineage l JOIN models m ON m.repo_id = l.child WHERE m.removed_at IS NULL"
+        ).fetchone()
+        models = [{"family": f, "relation": r, "new": n, "changed": c, "removed": x} for f, r, n, c, x in model_rows]
+        edges = [{"family": f, "relation": r, "added": a, "removed": x} for f, r, a, x in edge_rows]
+        return {
+            "crawl_id": crawl_id,
+            "models": models,
+            "edges": edges,
+            "defects": {kind: n for kind, n in defect_rows},
+            "tree": {family: n for family, n in tree},
+            "totals": {
+                "models_seen": int(seen[0]) if seen else 0,
+                "models_in_tree": sum(n for _, n in tree),
+                "edges_in_tree": int(edges_total[0]) if edges_total else 0,
+                "models_new": sum(m["new"] for m in models),
+                "models_changed": sum(m["changed"] for m in models),
+                "models_removed": sum(m["removed"] for m in models),
+                "edges_new": sum(e["added"] for e in edges),
+                "edges_removed": sum(e["removed"] for e in edges),
+                "defects": sum(n for _, n in defect_rows),
+            },
+        }
+
+
+@contextmanager
+def _staged(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> Iterator[None]:
+    """Expose Arrow tables to SQL under the given names for the duration of the block."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        yield
+    finally:
+        for name in tables:
+            try:
+                con.unregister(name)
+            except duckdb.Error:
+                pass  # an aborted transaction drops the view with its rollback
+
+
+def _run_from_row(row: tuple[Any, ...]) -> CrawlRun:
+    return CrawlRun(
+        crawl_id=row[0],
+        mode=row[1],
+        status=row[2],
+        started_at=row[3],
+        roots=tuple(row[4]),
+        feed_watermark=row[5],
+        feed_since=row[6],
+        requests=int(row[7]),
+    )
+
+
+def _snapshot_table(snaps: Sequence[ModelSnapshot]) -> pa.Table:
+    return pa.table(
+        {
+            "repo_id": [s.repo_id for s in snaps],
+            "sha": [s.sha for s in snaps],
+            "author": [s.author for s in snaps],
+            "created_at": [_utc(s.created_at) for s in snaps],
+            "last_modified": [_utc(s.last_modified) for s in snaps],
+            "downloads": [s.downloads for s in snaps],
+            "likes": [s.likes for s in snaps],
+            "gated": [s.gated for s in snaps],
+            "private": [s.private for s in snaps],
+            "library_name": [s.library_name for s in snaps],
+            "pipeline_tag": [s.pipeline_tag for s in snaps],
+            "license": [s.license for s in snaps],
+            "num_parameters": [s.num_parameters for s in snaps],
+            "tags": [list(s.tags) for s in snaps],
+            "children_count": [
+                json.dumps(dict(s.children_count), sort_keys=True) if s.children_count is not None else None
+                for s in snaps
+            ],
+            "relation": [s.relation for s in snaps],
+            "raw": [s.raw_json for s in snaps],
+            "parents_sig": [parents_signature((e.parent, e.relation) for e in s.parents) for s in snaps],
+        },
+        schema=_SNAPSHOT_SCHEMA,
+    )
+
+
+def _defect_table(defects: Sequence[LineageDefect]) -> pa.Table:
+    return pa.table(
+        {
+            "repo_id": pa.array([d.repo_id for d in defects], pa.string()),
+            "kind": pa.array([d.kind for d in defects], pa.string()),
+            "detail": pa.array([d.detail for d in defects], pa.string()),
+        }
+    )
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)

@@ -1,0 +1,176 @@
+"""Parsing the Hub's model JSON into lineage records.
+
+Hub metadata is untrusted and messy, so parsing is lenient where the Hub is inconsistent (a list
+of parents where one is expected, a missing `baseModels`) and strict about types. Unknown fields
+are kept: the raw JSON is stored next to the parsed snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from auditor.errors import HubError
+from auditor.lineage import RELATIONS, LineageDefect, ModelSnapshot, ParentEdge
+
+#: The fields a lineage crawl asks the Hub for (one listing page carries all of them).
+LINEAGE_FIELDS: tuple[str, ...] = (
+    "author",
+    "baseModels",
+    "cardData",
+    "childrenModelCount",
+    "createdAt",
+    "downloads",
+    "gated",
+    "lastModified",
+    "library_name",
+    "likes",
+    "pipeline_tag",
+    "private",
+    "safetensors",
+    "sha",
+    "tags",
+)
+
+
+class _BaseModelRef(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+
+
+class _BaseModels(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    relation: str | None = None
+    models: list[_BaseModelRef] = []
+
+
+class HubModelJSON(BaseModel):
+    """The fields of a Hub model object the auditor reads; everything else is kept in `raw`."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str
+    sha: str | None = None
+    author: str | None = None
+    createdAt: datetime | None = None
+    lastModified: datetime | None = None
+    downloads: int | None = None
+    likes: int | None = None
+    gated: bool | str | None = None
+    private: bool | None = None
+    library_name: str | None = None
+    pipeline_tag: str | None = None
+    tags: list[str] = []
+    cardData: dict[str, Any] | None = None
+    baseModels: _BaseModels | list[_BaseModels] | None = None
+    childrenModelCount: dict[str, int] | None = None
+    safetensors: dict[str, Any] | None = None
+
+    @field_validator("childrenModelCount", mode="before")
+    @classmethod
+    def _counts(cls, value: Any) -> Any:
+        # Older Hub answers gave a bare integer: the total, relation unknown.
+        if isinstance(value, int):
+            return None
+        return value
+
+
+def parse_model(item: dict[str, Any]) -> ModelSnapshot:
+    """Turn one Hub model object into a snapshot with its declared edges and defects."""
+    try:
+        model = HubModelJSON.model_validate(item)
+    except ValidationError as err:
+        repo = item.get("id", "?") if isinstance(item, dict) else "?"
+        raise HubError(f"the Hub sent malformed metadata for {repo}: {err.errors()[0]['msg']}") from None
+    relation, parents, source = _declared_parents(model)
+    defects: list[LineageDefect] = []
+    if relation is not None and relation not in RELATIONS:
+        defects.append(LineageDefect(model.id, "unknown_relation", relation))
+        parents = []
+    if model.id in parents:
+        defects.append(LineageDefect(model.id, "self_reference", model.id))
+        parents = [p for p in parents if p != model.id]
+    if relation != "merge" and len(parents) > 1:
+        defects.append(LineageDefect(model.id, "multiple_parents", ", ".join(parents)))
+    edges = tuple(
+        ParentEdge(child=model.id, parent=p, relation=relation, source=source, position=i)
+        for i, p in enumerate(parents)
+        if relation is not None
+    )
+    card = model.cardData or {}
+    license_ = card.get("license")
+    if isinstance(license_, list):
+        license_ = ",".join(str(x) for x in license_)
+    if license_ is None:
+        license_ = next((t.split(":", 1)[1] for t in model.tags if t.startswith("license:")), None)
+    gated = None if model.gated is None else str(model.gated).lower()
+    num_parameters = model.safetensors.get("total") if model.safetensors else None
+    return ModelSnapshot(
+        repo_id=model.id,
+        sha=model.sha,
+        author=model.author or model.id.split("/")[0],
+        created_at=model.createdAt,
+        last_modified=model.lastModified,
+        downloads=model.downloads,
+        likes=model.likes,
+        gated=gated,
+        private=model.private,
+        library_name=model.library_name,
+        pipeline_tag=model.pipeline_tag,
+        license=str(license_) if license_ is not None else None,
+        num_parameters=num_parameters if isinstance(num_parameters, int) else None,
+        tags=tuple(model.tags),
+        children_count=(
+            {k: int(v) for k, v in model.childrenModelCount.items()} if model.childrenModelCount is not None else None
+        ),
+        relation=relation if edges else None,
+        parents=edges,
+        defects=tuple(defects),
+        raw_json=json.dumps(item, separators=(",", ":"), sort_keys=True),
+    )
+
+
+def _declared_parents(model: HubModelJSON) -> tuple[str | None, list[str], str]:
+    """(relation, parents, source): from baseModels, else the tags, else the card."""
+    base = model.baseModels
+    if isinstance(base, list):  # tolerate a list of blocks: take the first relation, all models
+        relation = next((b.relation for b in base if b.relation), None)
+        ids = [m.id for b in base for m in b.models]
+        if ids:
+            return relation or _default_relation(ids), list(dict.fromkeys(ids)), "baseModels"
+    elif base is not None and base.models:
+        ids = [m.id for m in base.models]
+        return base.relation or _default_relation(ids), list(dict.fromkeys(ids)), "baseModels"
+
+    from_tags: dict[str, str] = {}
+    for tag in model.tags:
+        if not tag.startswith("base_model:"):
+            continue
+        rest = tag[len("base_model:") :]
+        head, _, tail = rest.partition(":")
+        if tail and head in RELATIONS:
+            from_tags[tail] = head
+        else:
+            from_tags.setdefault(rest, "")
+    if from_tags:
+        relations = {r for r in from_tags.values() if r}
+        relation = relations.pop() if len(relations) == 1 else _default_relation(list(from_tags))
+        return relation, list(from_tags), "tags"
+
+    card = model.cardData or {}
+    declared = card.get("base_model")
+    if isinstance(declared, str):
+        declared = [declared]
+    if isinstance(declared, list) and declared:
+        ids = [str(x) for x in declared if isinstance(x, str) and x]
+        if ids:
+            relation = card.get("base_model_relation")
+            return str(relation) if relation else _default_relation(ids), list(dict.fromkeys(ids)), "cardData"
+    return None, [], ""
+
+
+def _default_relation(parents: list[str]) -> str:
+    return "merge" if len(parents) > 1 else "finetune"

@@ -1,0 +1,47 @@
+"""Progress of long jobs on stderr: a live line on a terminal, a periodic log line elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import TracebackType
+from typing import Any
+
+
+class CrawlProgressDisplay:
+    """A context manager whose instances are the crawl's progress callback."""
+
+    def __init__(self, *, interval_s: float = 10.0) -> None:
+        self.interval_s = interval_s
+        self._live: Any = None
+        self._last = 0.0
+
+    def __enter__(self) -> CrawlProgressDisplay:
+        if sys.stderr.isatty():
+            from rich.live import Live
+
+            from reports.terminal import make_console
+
+            self._live = Live("", console=make_console(stderr=True), transient=True, refresh_per_second=4)
+            self._live.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._live is not None:
+            self._live.__exit__(exc_type, exc, tb)
+
+    def __call__(self, progress: Any) -> None:
+        line = (
+            f"crawl ({progress.mode}): {progress.stage}; {progress.models_seen} models seen,"
+            f" {progress.listed} listings done, {progress.pending} pending,"
+            f" {progress.requests} requests" + (f", {progress.failed} failed" if progress.failed else "")
+        )
+        if self._live is not None:
+            self._live.update(line)
+            return
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            print(line, file=sys.stderr, flush=True)
