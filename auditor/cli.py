@@ -71,13 +71,23 @@ def cli(ctx: click.Context, debug: bool) -> None:
 )
 @click.option("--full", is_flag=True, help="List the whole tree again instead of reading the change feed.")
 @click.option("--concurrency", type=int, default=None, help="Listing requests in flight (crawl.concurrency).")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--sim",
+    "sim_world",
+    default=None,
+    metavar="SPEC",
+    help="Crawl a simulated Hub of this world (size=N,seed=S) started on loopback: no network needed.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 @config_option
 @store_option
 def crawl(
     roots: tuple[str, ...],
     full: bool,
     concurrency: int | None,
+    sim_world: str | None,
     fmt: str,
     config_path: Path | None,
     store_path: Path | None,
@@ -88,20 +98,34 @@ def crawl(
     in proportion to what changed. An interrupted crawl is resumed by the next one.
 
     \b
-    Example:
-      HF_ENDPOINT=http://127.0.0.1:8765 auditor crawl --root google/gemma-2-2b-it --store night.duckdb
+    Examples:
+      auditor crawl --store night.duckdb
+      auditor crawl --root google/gemma-2-2b-it --format json
+      auditor crawl --sim size=20000,seed=1 --store demo.duckdb
     """
+    from contextlib import ExitStack
+
     from auditor.config import load_config
     from auditor.store import Store
     from crawlers import CrawlOptions, crawl_lineage
     from reports.crawl import render_crawl_summary
     from reports.progress import CrawlProgressDisplay
 
-    resolved = load_config(
-        config_path,
-        flags={"crawl.roots": roots or None, "crawl.concurrency": concurrency, "store.path": store_path},
-    )
-    with Store.open(resolved.config.store.path) as store, CrawlProgressDisplay() as progress:
+    flags: dict[str, Any] = {"crawl.roots": roots or None, "crawl.concurrency": concurrency, "store.path": store_path}
+    with ExitStack() as stack:
+        if sim_world is not None:
+            from auditor.simhub import SimHub, WorldSpec, build_world
+
+            try:
+                spec = WorldSpec.parse(sim_world)
+            except ValueError as err:
+                raise click.BadParameter(str(err), param_hint="--sim") from None
+            hub = stack.enter_context(SimHub(build_world(spec)))
+            flags["hub.endpoint"] = hub.url
+            click.echo(f"crawling a simulated Hub of {spec.size} models at {hub.url}", err=True)
+        resolved = load_config(config_path, flags=flags)
+        store = stack.enter_context(Store.open(resolved.config.store.path))
+        progress = stack.enter_context(CrawlProgressDisplay())
         result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress))
     render_crawl_summary(result.summary, fmt=fmt)
 
@@ -168,7 +192,9 @@ def store() -> None:
 
 
 @store.command("info")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
 @config_option
 @store_option
 def store_info(fmt: str, config_path: Path | None, store_path: Path | None) -> None:

@@ -14,7 +14,7 @@ class CrawlProgressDisplay:
     def __init__(self, *, interval_s: float = 10.0) -> None:
         self.interval_s = interval_s
         self._live: Any = None
-        self._last = 0.0
+        self._last: float | None = None
 
     def __enter__(self) -> CrawlProgressDisplay:
         if sys.stderr.isatty():
@@ -42,6 +42,6 @@ class CrawlProgressDisplay:
             self._live.update(line)
             return
         now = time.monotonic()
-        if now - self._last >= self.interval_s:
+        if self._last is None or now - self._last >= self.interval_s:
             self._last = now
             print(line, file=sys.stderr, flush=True)

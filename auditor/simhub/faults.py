@@ -2,7 +2,7 @@
 
 Rules are checked in order for every request outside `/_sim/`; the first that fires decides the
 failure. A rule fires on every `every`-th matching request, or with `probability` (from a seeded
-generator, so a test run is repeatable), at most `times` times.
+generator, so a test run is repeatable), at most `times` times, sparing the first `after`.
 
     kind        what the client sees
     rate_limit  429 with Retry-After and RateLimit headers (`"api";r=0;t=<retry_after>`)
@@ -30,6 +30,8 @@ class FaultRule:
     path: str = "/"
     every: int = 0
     probability: float = 0.0
+    #: The first `after` matching requests are spared.
+    after: int = 0
     times: int | None = None
     status: int = 500
     retry_after: int = 0
@@ -75,6 +77,8 @@ class FaultPlan:
                 if rule.times is not None and rule.fired >= rule.times:
                     continue
                 self._matched[index] += 1
+                if self._matched[index] <= rule.after:
+                    continue
                 fires = (rule.every > 0 and self._matched[index] % rule.every == 0) or (
                     rule.probability > 0 and self._rng.random() < rule.probability
                 )

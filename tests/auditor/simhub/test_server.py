@@ -1,0 +1,204 @@
+"""The simulated Hub speaks the Hub API as the real huggingface_hub client expects it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx2
+import pytest
+from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+from huggingface_hub.errors import (
+    GatedRepoError,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import parse_ratelimit_headers
+
+from auditor.simhub import FaultRule, SimHub, World
+from auditor.simhub.world import SimFile
+
+GEMMA_IT = "google/gemma-2-2b-it"
+PHI = "microsoft/Phi-3.5-mini-instruct"
+
+
+@pytest.fixture
+def api(hub: SimHub) -> HfApi:
+    return HfApi(endpoint=hub.url, token=False)
+
+
+def test_model_info_expands_lineage_fields(api: HfApi, world: World) -> None:
+    info = api.model_info(GEMMA_IT, expand=["baseModels", "childrenModelCount", "sha", "gated", "downloads"])
+    assert info.sha == world.models[GEMMA_IT].sha
+    assert info.gated == "manual"
+    assert info.children_model_count == world.children_count(GEMMA_IT)
+    assert set(info.children_model_count) <= {"finetune", "adapter", "quantized", "merge"}
+
+    child = api.model_info("defects/merge-with-ghost")
+    assert child.base_models == {
+        "relation": "merge",
+        "models": [
+            {"_id": child.base_models["models"][0]["_id"], "id": "meta-llama/Llama-3.1-8B-Instruct"},
+            {"_id": child.base_models["models"][1]["_id"], "id": "ghost/deleted-model"},
+        ],
+    }
+    assert "base_model:merge:ghost/deleted-model" in child.tags
+    assert child.card_data["base_model"] == ["meta-llama/Llama-3.1-8B-Instruct", "ghost/deleted-model"]
+    assert child.siblings and any(s.rfilename == "README.md" for s in child.siblings)
+
+
+def test_listing_filters_are_anded_and_follow_link_pages(api: HfApi, world: World) -> None:
+    children = {c for (p, r), kids in world._children.items() if p == GEMMA_IT and r == "finetune" for c in kids}
+    listed = [m.id for m in api.list_models(filter=f"base_model:finetune:{GEMMA_IT}")]
+    assert set(listed) == children and len(listed) == len(children)
+
+    both = {m.id for m in api.list_models(filter=[f"base_model:finetune:{GEMMA_IT}", "license:apache-2.0"])}
+    assert both and both < children
+
+    # A small page size forces several pages through the Link header; none is lost or repeated.
+    paged = [m.id for m in api.list_models(filter=f"base_model:finetune:{GEMMA_IT}", limit=None, expand=["sha"])]
+    assert paged == listed
+
+
+def test_listing_pages_carry_a_link_header(hub: SimHub) -> None:
+    response = httpx2.get(f"{hub.url}/api/models", params={"limit": 7, "sort": "downloads"})
+    page = response.json()
+    assert len(page) == 7
+    assert [m["downloads"] for m in page] == sorted((m["downloads"] for m in page), reverse=True)
+    next_url = response.links["next"]["url"]
+    second = httpx2.get(next_url).json()
+    assert len(second) == 7 and not {m["id"] for m in page} & {m["id"] for m in second}
+    last = httpx2.get(f"{hub.url}/api/models", params={"limit": 1000, "search": "defects/ring"})
+    assert "next" not in last.links and {m["id"] for m in last.json()} == {
+        "defects/ring-1",
+        "defects/ring-2",
+        "defects/ring-3",
+    }
+
+
+def test_search_author_sort_and_expand(api: HfApi) -> None:
+    by_author = list(api.list_models(author="defects", expand=["lastModified", "sha"]))
+    assert by_author and all(m.id.startswith("defects/") for m in by_author)
+    assert all(m.sha is not None and m.downloads is None for m in by_author)  # expand returns only what was asked
+    newest = list(api.list_models(sort="last_modified", limit=5))
+    assert len(newest) == 5
+    found = list(api.list_models(search="cross-family"))
+    assert [m.id for m in found] == ["defects/cross-family-merge"]
+
+
+def test_snapshot_download_of_a_model_and_a_dataset(api: HfApi, hub: SimHub, world: World, tmp_path: Path) -> None:
+    world.add_model(
+        "acme/tiny",
+        declared=[PHI],
+        relation="finetune",
+        family="phi",
+        files={"config.json": b'{"model_type": "phi3"}', "weights/model.safetensors": b"\x00" * 4096},
+    )
+    world.add_dataset("allenai/real-toxicity-prompts", {"prompts.jsonl": b'{"prompt": {"text": "Hi"}}\n'})
+
+    path = Path(snapshot_download("acme/tiny", endpoint=hub.url, cache_dir=tmp_path, token=False))
+    assert (path / "weights" / "model.safetensors").read_bytes() == b"\x00" * 4096
+    assert path.name == world.models["acme/tiny"].sha
+
+    data = Path(
+        snapshot_download(
+            "allenai/real-toxicity-prompts", repo_type="dataset", endpoint=hub.url, cache_dir=tmp_path, token=False
+        )
+    )
+    assert json.loads((data / "prompts.jsonl").read_text())["prompt"]["text"] == "Hi"
+
+    tree = list(api.list_repo_tree("acme/tiny", recursive=True))
+    lfs = [f for f in tree if getattr(f, "lfs", None)]
+    assert [f.path for f in lfs] == ["weights/model.safetensors"] and lfs[0].lfs.size == 4096
+
+
+def test_a_pinned_revision_stays_downloadable_after_a_repush(hub: SimHub, world: World, tmp_path: Path) -> None:
+    world.add_model("acme/pinned", files={"config.json": b'{"v": 1}'})
+    old = world.models["acme/pinned"].sha
+    world.repush("acme/pinned", files={"config.json": b'{"v": 2}'})
+
+    at_old = hf_hub_download(
+        "acme/pinned", "config.json", revision=old, endpoint=hub.url, cache_dir=tmp_path, token=False
+    )
+    at_main = hf_hub_download("acme/pinned", "config.json", endpoint=hub.url, cache_dir=tmp_path, token=False)
+    assert json.loads(Path(at_old).read_text()) == {"v": 1}
+    assert json.loads(Path(at_main).read_text()) == {"v": 2}
+    with pytest.raises(RevisionNotFoundError):
+        hf_hub_download(
+            "acme/pinned", "config.json", revision="0" * 40, endpoint=hub.url, cache_dir=tmp_path, token=False
+        )
+    with pytest.raises(RemoteEntryNotFoundError):
+        hf_hub_download("acme/pinned", "nope.json", endpoint=hub.url, cache_dir=tmp_path, token=False)
+
+
+def test_gated_and_unknown_repos_answer_as_the_hub_does(hub: SimHub, world: World, tmp_path: Path) -> None:
+    # Metadata of a gated repo is public; its files are not.
+    assert HfApi(endpoint=hub.url, token=False).model_info(GEMMA_IT).gated == "manual"
+    with pytest.raises(GatedRepoError) as no_token:
+        hf_hub_download(GEMMA_IT, "config.json", endpoint=hub.url, cache_dir=tmp_path, token=False)
+    assert no_token.value.response.status_code == 401
+    world.tokens["hf_accepted"] = {GEMMA_IT}
+    with pytest.raises(GatedRepoError) as not_accepted:
+        hf_hub_download(GEMMA_IT, "config.json", endpoint=hub.url, cache_dir=tmp_path, token="hf_other")
+    assert not_accepted.value.response.status_code == 403
+    assert hf_hub_download(GEMMA_IT, "config.json", endpoint=hub.url, cache_dir=tmp_path, token="hf_accepted")
+
+    with pytest.raises(RepositoryNotFoundError) as anonymous:
+        HfApi(endpoint=hub.url, token=False).model_info("nobody/nothing")
+    assert anonymous.value.response.status_code == 401
+    with pytest.raises(RepositoryNotFoundError) as authenticated:
+        HfApi(endpoint=hub.url, token="hf_other").model_info("nobody/nothing")
+    assert authenticated.value.response.status_code == 404
+
+
+def test_rate_limit_answers_carry_the_hubs_headers(hub: SimHub) -> None:
+    hub.faults.set([FaultRule(kind="rate_limit", path="/api/models", every=1, times=1, retry_after=7)])
+    response = httpx2.get(f"{hub.url}/api/models", params={"limit": 1})
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "7"
+    info = parse_ratelimit_headers(response.headers)
+    assert info is not None and info.remaining == 0 and info.reset_in_seconds == 7
+    assert httpx2.get(f"{hub.url}/api/models", params={"limit": 1}).status_code == 200
+
+
+def test_fixed_window_rate_limit(world: World) -> None:
+    with SimHub(world, rate_limit=(3, 60)) as limited:
+        codes = [httpx2.get(f"{limited.url}/api/models", params={"limit": 1}).status_code for _ in range(4)]
+        assert codes == [200, 200, 200, 429]
+        assert httpx2.get(f"{limited.url}/{PHI}/resolve/main/README.md").status_code == 200  # another bucket
+
+
+def test_the_client_survives_drops_truncations_and_5xx(api: HfApi, hub: SimHub, world: World) -> None:
+    hub.faults.set(
+        [
+            FaultRule(kind="drop", path="/api/models", every=1, times=1),
+            FaultRule(kind="truncate", path="/api/models", every=1, times=1),
+            FaultRule(kind="server", path="/api/models", every=1, times=1, status=502),
+        ]
+    )
+    listed = [m.id for m in api.list_models(filter=f"base_model:adapter:{PHI}")]
+    assert len(listed) == world.children_count(PHI)["adapter"]
+    assert [r.fired for r in hub.faults.rules] == [1, 1, 1]
+    stats = hub.stats.snapshot()
+    assert stats["status:dropped"] == 1 and stats["status:502"] == 1
+
+
+def test_truncated_file_is_not_cached(hub: SimHub, world: World, tmp_path: Path) -> None:
+    world.add_model("acme/blob", files={"model.safetensors": SimFile(b"x" * 5000, lfs=True)})
+    hub.faults.set([FaultRule(kind="truncate", path="/acme/blob/resolve", every=1, times=2)])
+    # The first GET arrives cut; the client retries and gets the whole file, never half of it.
+    path = Path(hf_hub_download("acme/blob", "model.safetensors", endpoint=hub.url, cache_dir=tmp_path, token=False))
+    assert path.read_bytes() == b"x" * 5000
+    assert hub.faults.rules[0].fired == 2
+
+
+def test_admin_endpoints_are_not_counted(hub: SimHub) -> None:
+    httpx2.get(f"{hub.url}/api/models/{PHI}")
+    stats = httpx2.get(f"{hub.url}/_sim/stats").json()
+    assert stats["total"] == 1 and stats["route:info"] == 1
+    truth = httpx2.get(f"{hub.url}/_sim/truth").json()
+    assert truth["nodes"] > 100 and truth["listing_lower_bound"] > 10
+    changes = httpx2.post(f"{hub.url}/_sim/evolve", json={"fraction": 0.01, "seed": 2}).json()
+    assert changes["new"] and changes["deleted"]
+    assert httpx2.get(f"{hub.url}/_sim/stats").json()["total"] == 1

@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated Hugging Face environment, simulated Hubs and stores.
+
+Everything runs offline: the real huggingface_hub client talks HTTP to a simulated Hub on
+loopback, and stores are real DuckDB files in a temporary directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.config import ResolvedConfig, load_config
+from auditor.simhub import SimHub, World, WorldSpec, build_world
+from auditor.store import Store
+from crawlers import CrawlOptions, CrawlResult, crawl_lineage
+
+
+@pytest.fixture(autouse=True)
+def isolated_hf(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No token, no cache and no config from the machine leak into a test."""
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("AUDITOR_"):
+            monkeypatch.delenv(name)
+
+
+def fresh_world(size: int = 1500, seed: int = 11) -> World:
+    """A new world (worlds are mutable, so every test that changes one builds its own)."""
+    return build_world(WorldSpec(size=size, seed=seed))
+
+
+@pytest.fixture
+def world() -> World:
+    return fresh_world()
+
+
+@pytest.fixture
+def hub(world: World) -> Iterator[SimHub]:
+    with SimHub(world) as running:
+        yield running
+
+
+def sim_config(hub: SimHub, **flags: Any) -> ResolvedConfig:
+    """Config pointing at `hub`, with fast retries (the backoff policy itself is the client's)."""
+    base: dict[str, Any] = {"hub.endpoint": hub.url, "hub.backoff_s": 0.01, "crawl.concurrency": 4}
+    base.update(flags)
+    return load_config(flags=base)
+
+
+def run_crawl(hub: SimHub, store_path: Path, *, full: bool = False, **flags: Any) -> CrawlResult:
+    with Store.open(store_path) as store:
+        return crawl_lineage(sim_config(hub, **flags), store, CrawlOptions(full=full))
+
+
+def stored_lineage(store_path: Path) -> tuple[set[str], set[tuple[str, str, str]], dict[str, str]]:
+    """(models in the tree, their edges, their shas) as the store holds them."""
+    with Store.open(store_path, read_only=True) as store:
+        rows = store.query("SELECT repo_id, sha FROM models WHERE removed_at IS NULL")
+        edges = store.query(
+            "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
+            " WHERE m.removed_at IS NULL"
+        )
+    return {r[0] for r in rows}, {(c, p, r) for c, p, r in edges}, {r[0]: r[1] for r in rows}
+
+
+def assert_matches_truth(store_path: Path, world: World) -> None:
+    truth = world.truth()
+    nodes, edges, shas = stored_lineage(store_path)
+    assert sorted(nodes - truth.nodes) == [], "models stored that are not in the tree"
+    assert sorted(truth.nodes - nodes) == [], "models of the tree missing from the store"
+    assert sorted(edges - truth.edges) == [], "edges stored that were not declared"
+    assert sorted(truth.edges - edges) == [], "declared edges missing from the store"
+    assert shas == dict(truth.shas)

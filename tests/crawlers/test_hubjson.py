@@ -1,0 +1,60 @@
+"""Parsing the Hub's model JSON: lenient about the Hub's inconsistencies, strict about types."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from auditor.errors import HubError
+from crawlers.hubjson import parse_model
+
+
+def test_base_models_give_the_edges_and_raw_json_is_kept() -> None:
+    item = {
+        "id": "u/m",
+        "sha": "abc",
+        "baseModels": {"relation": "adapter", "models": [{"id": "g/base"}]},
+        "childrenModelCount": {"finetune": 2},
+        "cardData": {"license": "mit"},
+        "newHubField": [1, 2],
+        "safetensors": {"parameters": {"BF16": 7}, "total": 7},
+        "gated": False,
+        "createdAt": "2024-05-01T00:00:00.000Z",
+    }
+    snapshot = parse_model(item)
+    assert [(e.parent, e.relation, e.source) for e in snapshot.parents] == [("g/base", "adapter", "baseModels")]
+    assert snapshot.relation == "adapter" and snapshot.license == "mit" and snapshot.num_parameters == 7
+    assert snapshot.gated == "false" and snapshot.created_at is not None
+    assert snapshot.relations_with_children() == ("finetune",)
+    assert json.loads(snapshot.raw_json)["newHubField"] == [1, 2]
+
+
+def test_tags_then_card_are_fallbacks() -> None:
+    from_tags = parse_model({"id": "u/m", "tags": ["base_model:g/a", "base_model:quantized:g/a"]})
+    assert [(e.parent, e.relation, e.source) for e in from_tags.parents] == [("g/a", "quantized", "tags")]
+    from_card = parse_model({"id": "u/m", "cardData": {"base_model": ["g/a", "g/b"]}})
+    assert {e.relation for e in from_card.parents} == {"merge"} and len(from_card.parents) == 2
+    assert parse_model({"id": "u/m"}).parents == ()
+
+
+def test_defects_are_recorded_not_dropped_silently() -> None:
+    selfish = parse_model(
+        {"id": "u/m", "baseModels": {"relation": "finetune", "models": [{"id": "u/m"}, {"id": "g/a"}]}}
+    )
+    assert [e.parent for e in selfish.parents] == ["g/a"]
+    assert [d.kind for d in selfish.defects] == ["self_reference"]
+    two = parse_model({"id": "u/m", "baseModels": {"relation": "finetune", "models": [{"id": "g/a"}, {"id": "g/b"}]}})
+    assert len(two.parents) == 2 and [d.kind for d in two.defects] == ["multiple_parents"]
+    odd = parse_model({"id": "u/m", "baseModels": {"relation": "distilled", "models": [{"id": "g/a"}]}})
+    assert odd.parents == () and [d.kind for d in odd.defects] == ["unknown_relation"]
+
+
+def test_unknown_children_counts_mean_list_every_relation() -> None:
+    assert len(parse_model({"id": "u/m"}).relations_with_children()) == 4
+    assert parse_model({"id": "u/m", "childrenModelCount": {}}).has_children is False
+
+
+def test_malformed_metadata_is_a_hub_error_naming_the_repo() -> None:
+    with pytest.raises(HubError, match="malformed metadata for u/m"):
+        parse_model({"id": "u/m", "downloads": "many"})

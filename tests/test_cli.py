@@ -1,0 +1,233 @@
+"""The `auditor` command as a user runs it: real processes, real files, the simulated Hub."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+import pytest
+
+from auditor.cli import cli
+from auditor.simhub import SimHub, WorldSpec, build_world
+from tests.conftest import assert_matches_truth, stored_lineage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args], capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout
+    )
+
+
+def _commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{prefix}{name} ")
+
+
+def test_help_is_instant_and_imports_no_heavy_library() -> None:
+    probe = (
+        "import sys; from auditor.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'duckdb', 'huggingface_hub', 'rich', 'detoxify')"
+        " if m in sys.modules]\nprint('HEAVY', heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert "HEAVY []" in out
+    assert "crawl" in out
+
+
+def test_every_command_has_help_with_an_example_and_is_in_the_readme() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for name, command in _commands(cli):
+        if isinstance(command, click.Group):
+            assert command.help, name
+            continue
+        assert command.help and "Example" in command.help, f"`auditor {name}` needs help with an example"
+        assert f"auditor {name}" in readme, f"`auditor {name}` is not documented in README.md"
+        for param in command.params:
+            if isinstance(param, click.Option) and param.name not in ("help",):
+                assert param.help, f"`auditor {name} {param.opts[0]}` needs help text"
+                assert param.opts[0] in readme, f"`{param.opts[0]}` of `auditor {name}` is not in README.md"
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(r"```(?:sh|bash)\n(.*?)```", readme, flags=re.S)
+    test_command = next(c.strip() for c in commands if "pytest" in c)
+    assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_crawl_command_against_a_simulated_hub(tmp_path: Path) -> None:
+    world = build_world(WorldSpec(size=600, seed=2))
+    with SimHub(world) as hub:
+        done = _run("crawl", "--store", str(tmp_path / "s.duckdb"), "--format", "json", env={"HF_ENDPOINT": hub.url})
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout)
+        assert summary["mode"] == "full" and summary["totals"]["models_in_tree"] == len(world.truth().nodes)
+        assert summary["requests"] == hub.stats.total
+        table = _run("crawl", "--store", str(tmp_path / "s.duckdb"), env={"HF_ENDPOINT": hub.url})
+    assert table.returncode == 0 and "crawl 2 (incremental)" in table.stdout
+    info = _run("store", "info", "--store", str(tmp_path / "s.duckdb"), "--format", "json")
+    assert json.loads(info.stdout)["tables"]["models"] == len(world.truth().nodes)
+
+
+def test_crawl_of_a_builtin_simulated_hub_needs_no_network(tmp_path: Path) -> None:
+    done = _run(
+        "crawl",
+        "--sim",
+        "size=300,seed=1",
+        "--root",
+        "microsoft/Phi-3.5-mini-instruct",
+        "--store",
+        str(tmp_path / "s.duckdb"),
+        "--format",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    world = build_world(WorldSpec(size=300, seed=1))
+    assert json.loads(done.stdout)["totals"]["models_in_tree"] == len(
+        world.truth(("microsoft/Phi-3.5-mini-instruct",)).nodes
+    )
+
+
+def test_errors_are_one_screen_with_a_hint(tmp_path: Path) -> None:
+    (tmp_path / "auditor.toml").write_text("[crawl]\nconcurency = 3\n")
+    bad = _run("crawl", "--store", str(tmp_path / "s.duckdb"), cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.startswith("error: unknown config key 'crawl.concurency'")
+    assert "hint: known keys:" in bad.stderr and "Traceback" not in bad.stderr
+
+    missing = _run("store", "info", "--store", str(tmp_path / "none.duckdb"))
+    assert missing.returncode == 1 and "no store at" in missing.stderr
+
+    token = _run("config", env={"HF_TOKEN": "hf_verysecret", "AUDITOR_CRAWL_CONCURRENCY": "3"}, cwd=ROOT)
+    assert token.returncode == 0 and "hf_verysecret" not in token.stdout + token.stderr
+    assert json.loads(token.stdout)["explicit"] == {"crawl.concurrency": "env"}
+
+
+def test_the_token_is_sent_but_never_stored_or_printed(tmp_path: Path) -> None:
+    world = build_world(WorldSpec(size=200, seed=3))
+    seen: list[str] = []
+    with SimHub(world) as hub:
+        original = hub._server.RequestHandlerClass.parse_request
+
+        def spy(handler):  # type: ignore[no-untyped-def]
+            ok = original(handler)
+            seen.append(handler.headers.get("Authorization", ""))
+            return ok
+
+        hub._server.RequestHandlerClass.parse_request = spy  # type: ignore[method-assign]
+        try:
+            done = _run(
+                "--debug",
+                "crawl",
+                "--store",
+                str(tmp_path / "s.duckdb"),
+                env={"HF_ENDPOINT": hub.url, "HF_TOKEN": "hf_topsecret123"},
+            )
+        finally:
+            hub._server.RequestHandlerClass.parse_request = original  # type: ignore[method-assign]
+    assert done.returncode == 0, done.stderr
+    assert seen and all(h == "Bearer hf_topsecret123" for h in seen)
+    assert "hf_topsecret123" not in done.stdout + done.stderr
+    assert b"hf_topsecret123" not in (tmp_path / "s.duckdb").read_bytes()
+
+
+def test_sim_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "auditor", "sim", "serve", "--world", "size=100,seed=1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{url}/api/models/google/gemma-2b", timeout=10) as response:
+            assert json.loads(response.read())["id"] == "google/gemma-2b"
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=10)
+
+
+def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) -> None:
+    spec = "size=4000,seed=6"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "auditor", "sim", "serve", "--world", spec, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    store_path = tmp_path / "s.duckdb"
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().strip()
+        # Slow the Hub down so that the kill lands mid-crawl.
+        _post(url, "/_sim/faults", [{"kind": "slow", "path": "/api/models", "every": 1, "delay_s": 0.03}])
+        env = {**os.environ, "HF_ENDPOINT": url, "AUDITOR_CRAWL_CONCURRENCY": "2"}
+        crawler = subprocess.Popen(
+            [sys.executable, "-m", "auditor", "crawl", "--store", str(store_path)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while _get(url, "/_sim/stats").get("total", 0) < 150 and time.monotonic() < deadline:
+            assert crawler.poll() is None, "the crawl finished before it could be killed"
+            time.sleep(0.05)
+        time.sleep(2.5)  # let at least one batch land
+        crawler.send_signal(signal.SIGKILL)
+        crawler.wait()
+        _post(url, "/_sim/faults", [])
+
+        from auditor.store import Store
+
+        with Store.open(store_path, read_only=True) as store:
+            status, kept = store.query("SELECT status, (SELECT count(*) FROM models) FROM crawl_runs")[0]
+        assert status == "running" and kept > 10
+
+        finished = _run("crawl", "--store", str(store_path), "--format", "json", env={"HF_ENDPOINT": url})
+        assert finished.returncode == 0, finished.stderr
+        summary = json.loads(finished.stdout)
+        assert summary["resumed"] is True and summary["crawl_id"] == 1
+        served = _get(url, "/_sim/stats")["total"]
+        fresh = _run("crawl", "--store", str(tmp_path / "clean.duckdb"), env={"HF_ENDPOINT": url})
+        assert fresh.returncode == 0
+    finally:
+        server.terminate()
+        server.wait()
+    assert stored_lineage(store_path) == stored_lineage(tmp_path / "clean.duckdb")
+    assert_matches_truth(store_path, build_world(WorldSpec.parse(spec)))
+    assert served < 1.5 * summary["listings"] + 20  # the resumed crawl did not start over
+
+
+def _get(url: str, path: str) -> dict:  # type: ignore[type-arg]
+    with urllib.request.urlopen(url + path, timeout=30) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def _post(url: str, path: str, payload: object) -> None:
+    request = urllib.request.Request(url + path, data=json.dumps(payload).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+@pytest.fixture(autouse=True)
+def _no_auditor_toml_in_repo() -> None:
+    assert not (ROOT / "auditor.toml").exists(), "a stray ./auditor.toml would change every CLI test"
