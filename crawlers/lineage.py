@@ -127,6 +127,7 @@ class _Crawl:
         self.requests_flushed = 0
         self.stage = "starting"
         self.run_row: CrawlRun | None = None
+        self.full = False
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -134,13 +135,13 @@ class _Crawl:
         started = time.monotonic()
         run, resumed = self._open_run()
         self.run_row = run
-        full = run.mode == "full"
+        full = self.full = run.mode == "full"
         try:
             if full:
                 tasks = self._full_tasks(run)
             else:
                 tasks = self._incremental_tasks(run)
-            self._execute(tasks, full=full)
+            self._execute(tasks)
             self._flush(force=True)
             if self.failed:
                 raise CrawlError(
@@ -239,20 +240,17 @@ class _Crawl:
         self._flush(force=True)
         return self._pending_tasks(run)
 
-    def _pending_tasks(self, run: CrawlRun) -> deque[_Task]:
-        """Listings still owed for models this run has seen (all of them on a fresh run)."""
+    def _pending_tasks(self, run: CrawlRun, *, new_created_before: datetime | None = None) -> deque[_Task]:
+        """Listings still owed for models this run has seen (all of them on a fresh full run)."""
         tasks: deque[_Task] = deque()
-        owed = self.ledger.children_counts_in_run(run.crawl_id)
-        for repo_id, counts in owed:
+        for repo_id, counts in self.ledger.children_counts_in_run(run.crawl_id, new_created_before=new_created_before):
             relations = RELATIONS if counts is None else [r for r in RELATIONS if counts.get(r, 0) > 0]
-            for relation in relations:
-                if (repo_id, relation) not in self.listed:
-                    tasks.append(_Task(repo_id, relation))
+            tasks.extend(_Task(repo_id, r) for r in relations if (repo_id, r) not in self.listed)
         return tasks
 
     def _incremental_tasks(self, run: CrawlRun) -> deque[_Task]:
         assert run.feed_since is not None
-        self.known = self.ledger.current_models()
+        self.known = self.ledger.current_models(before_crawl=run.crawl_id)
         self.stage = "reading the change feed"
         feed: dict[str, ModelSnapshot] = {}
         newest: datetime | None = None
@@ -286,7 +284,8 @@ class _Crawl:
                     accepted.append(snapshot)
                     del waiting[repo_id]
                     progressed = True
-        tasks: deque[_Task] = deque()
+        # What an interrupted attempt of this run had brought in but not listed yet.
+        tasks = self._pending_tasks(run, new_created_before=run.feed_since)
         for snapshot in accepted:
             joined = snapshot.repo_id not in self.known
             self._accept(snapshot)
@@ -300,17 +299,20 @@ class _Crawl:
                     if (snapshot.repo_id, r) not in self.listed
                 )
 
-        self.stage = "fetching new roots"
+        # New roots are crawled from; known ones have their metadata refreshed on the slow cycle.
+        self.stage = "fetching roots"
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.refresh_days)
         for root in self.roots:
-            if root in self.known or root in self.seen:
+            known_root = self.known.get(root)
+            fresh = known_root is not None and known_root.stats_at is not None and known_root.stats_at >= cutoff
+            if fresh or root in self.seen:
                 continue
             root_item = self.client.model(root, LINEAGE_FIELDS)
             if root_item is None:
                 self.missing_roots.append(root)
                 continue
-            tasks.extend(self._accept(parse_model(root_item), explore=True))
+            tasks.extend(self._accept(parse_model(root_item), explore=known_root is None))
 
-        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.refresh_days)
         due = [pair for pair in self.ledger.listings_older_than(cutoff) if pair not in self.listed]
         if due:
             self.known_children = {}
@@ -324,45 +326,46 @@ class _Crawl:
 
     # -- execution ------------------------------------------------------------------------------
 
-    def _execute(self, tasks: deque[_Task], *, full: bool) -> None:
+    def _execute(self, tasks: deque[_Task]) -> None:
         self.stage = "listing children"
-        self._full = full
         queued = {(t.repo_id, t.relation) for t in tasks}
         consecutive_failures = 0
         in_flight: dict[Future[list[dict[str, Any]]], _Task] = {}
-        with ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="crawl") as pool:
-            try:
-                while tasks or in_flight:
-                    while tasks and len(in_flight) < self.settings.concurrency:
-                        task = tasks.popleft()
-                        in_flight[pool.submit(self._list_children, task)] = task
-                    done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        task = in_flight.pop(future)
-                        try:
-                            children = future.result()
-                        except HubError as err:
-                            consecutive_failures += 1
-                            task.attempts += 1
-                            if task.attempts < LISTING_ATTEMPTS:
-                                tasks.append(task)
-                            else:
-                                self.failed.append((task, str(err)))
-                            if consecutive_failures >= self.settings.max_consecutive_failures:
-                                raise
-                            continue
-                        consecutive_failures = 0
-                        for new_task in self._take_listing(task, children):
-                            key = (new_task.repo_id, new_task.relation)
-                            if key not in queued:
-                                queued.add(key)
-                                tasks.append(new_task)
-                        self._flush()
-                        self._report(pending=len(tasks) + len(in_flight))
-            except BaseException:
-                for future in in_flight:
-                    future.cancel()
-                raise
+        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="crawl")
+        finished = False
+        try:
+            while tasks or in_flight:
+                while tasks and len(in_flight) < self.settings.concurrency:
+                    task = tasks.popleft()
+                    in_flight[pool.submit(self._list_children, task)] = task
+                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                for future in done:
+                    task = in_flight.pop(future)
+                    try:
+                        children = future.result()
+                    except HubError as err:
+                        consecutive_failures += 1
+                        task.attempts += 1
+                        if task.attempts < LISTING_ATTEMPTS:
+                            tasks.append(task)
+                        else:
+                            self.failed.append((task, str(err)))
+                        if consecutive_failures >= self.settings.max_consecutive_failures:
+                            raise
+                        continue
+                    consecutive_failures = 0
+                    for new_task in self._take_listing(task, children):
+                        key = (new_task.repo_id, new_task.relation)
+                        if key not in queued:
+                            queued.add(key)
+                            tasks.append(new_task)
+                    self._flush()
+                    self._report(pending=len(tasks) + len(in_flight))
+            finished = True
+        finally:
+            # On an error or Ctrl-C, do not wait for requests still in flight: what they would
+            # bring is listed again by the resumed crawl.
+            pool.shutdown(wait=finished, cancel_futures=True)
 
     def _list_children(self, task: _Task) -> list[dict[str, Any]]:
         children: list[dict[str, Any]] = []
@@ -386,7 +389,7 @@ class _Crawl:
             if snapshot.repo_id in self.seen:
                 continue
             # In an incremental crawl only models new to the tree have unknown subtrees.
-            explore = self._full or snapshot.repo_id not in self.known
+            explore = self.full or snapshot.repo_id not in self.known
             new_tasks.extend(self._accept(snapshot, explore=explore))
         key = (task.repo_id, task.relation)
         self.listed.add(key)

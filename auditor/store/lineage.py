@@ -62,9 +62,9 @@ class CrawlRun:
 class KnownModel:
     """What the store knows of a model in the tree, for change detection."""
 
-    sha: str | None
     parents: tuple[tuple[str, str], ...]  # (parent, relation), in declaration order
-    children_count: dict[str, int] | None
+    #: When its downloads and likes were last read.
+    stats_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -159,13 +159,25 @@ class LineageStore:
         with self.store.transaction() as con:
             con.execute("UPDATE crawl_runs SET feed_watermark = ? WHERE crawl_id = ?", [watermark, crawl_id])
 
-    def children_counts_in_run(self, crawl_id: int) -> list[tuple[str, dict[str, int] | None]]:
-        """(repo_id, childrenModelCount) of the models this run has seen that may have children."""
-        rows = self.store.query(
-            "SELECT repo_id, children_count FROM models WHERE last_seen_crawl = ?"
-            " AND (children_count IS NULL OR children_count <> '{}') ORDER BY repo_id",
-            [crawl_id],
-        )
+    def children_counts_in_run(
+        self, crawl_id: int, *, new_created_before: datetime | None = None
+    ) -> list[tuple[str, dict[str, int] | None]]:
+        """(repo_id, childrenModelCount) of the models this run saw that may have children.
+
+        With `new_created_before`, only the models this run brought into the tree that were created
+        before that time (an incremental crawl owes listings for those alone).
+        """
+        where = "last_seen_crawl = $crawl AND (children_count IS NULL OR children_count <> '{}')"
+        params: dict[str, Any] = {"crawl": crawl_id}
+        if new_created_before is not None:
+            where += (
+                " AND repo_id IN (SELECT repo_id FROM model_changes WHERE crawl_id = $crawl"
+                " AND change IN ('new', 'restored')) AND (created_at IS NULL OR created_at < $before)"
+            )
+            params["before"] = new_created_before
+        rows = self._con.execute(
+            f"SELECT repo_id, children_count FROM models WHERE {where} ORDER BY repo_id", params
+        ).fetchall()
         return [(r[0], json.loads(r[1]) if r[1] else None) for r in rows]
 
     def mark_resumed(self, crawl_id: int) -> None:
@@ -193,25 +205,32 @@ class LineageStore:
 
     # -- reads for the crawler ------------------------------------------------------------------
 
-    def current_models(self) -> dict[str, KnownModel]:
-        """Every model currently in the tree with its sha, declared parents and child counts."""
+    def current_models(self, *, before_crawl: int | None = None) -> dict[str, KnownModel]:
+        """Every model currently in the tree with its declared parents.
+
+        With `before_crawl`, the tree as it stood before that crawl began: the models the crawl
+        added or restored are left out, so that a resumed crawl still treats them as new.
+        """
         con = self._con
+        exclude = (
+            " AND repo_id NOT IN (SELECT repo_id FROM model_changes WHERE crawl_id = $crawl"
+            " AND change IN ('new', 'restored'))"
+            if before_crawl is not None
+            else ""
+        )
+        params = {"crawl": before_crawl} if before_crawl is not None else {}
         parents: dict[str, list[tuple[str, str]]] = {}
         for child, parent, relation in con.execute(
             "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
             " WHERE m.removed_at IS NULL ORDER BY l.child, l.position"
         ).fetchall():
             parents.setdefault(child, []).append((parent, relation))
-        known: dict[str, KnownModel] = {}
-        for repo_id, sha, children_count in con.execute(
-            "SELECT repo_id, sha, children_count FROM models WHERE removed_at IS NULL"
-        ).fetchall():
-            known[repo_id] = KnownModel(
-                sha=sha,
-                parents=tuple(parents.get(repo_id, ())),
-                children_count=json.loads(children_count) if children_count else None,
-            )
-        return known
+        return {
+            repo_id: KnownModel(parents=tuple(parents.get(repo_id, ())), stats_at=stats_at)
+            for repo_id, stats_at in con.execute(
+                "SELECT repo_id, stats_at FROM models WHERE removed_at IS NULL" + exclude, params
+            ).fetchall()
+        }
 
     def listed_in_run(self, crawl_id: int) -> set[tuple[str, str]]:
         rows = self.store.query("SELECT repo_id, relation FROM crawl_listings WHERE crawl_id = ?", [crawl_id])

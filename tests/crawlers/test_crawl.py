@@ -12,6 +12,7 @@ from auditor.simhub import FaultRule, SimHub, World
 from auditor.simhub.server import truth_figures
 from auditor.store import Store
 from crawlers import CrawlOptions, crawl_lineage
+from crawlers.lineage import CrawlProgress
 from tests.conftest import assert_matches_truth, fresh_world, run_crawl, sim_config, stored_lineage
 
 
@@ -217,3 +218,26 @@ def _descends_from(world: World, repo_id: str, ancestors: set[str]) -> bool:
         seen.add(node)
         stack.extend(world.models[node].declared)
     return False
+
+
+def test_an_interrupted_recrawl_still_lists_the_subtrees_it_let_in(tmp_path: Path) -> None:
+    world = fresh_world(size=2000, seed=5)
+    store_path = tmp_path / "a.duckdb"
+    with SimHub(world) as hub:
+        run_crawl(hub, store_path)
+        changes = world.evolve(0.03, seed=9)
+        joined = [r for r in changes.redeclared if r.startswith("orphanage/")]
+        assert len(joined) >= 2
+
+        def interrupt_at_the_first_listing(progress: CrawlProgress) -> None:
+            if progress.stage == "listing children":
+                raise KeyboardInterrupt
+
+        with Store.open(store_path) as store, pytest.raises(KeyboardInterrupt):
+            crawl_lineage(sim_config(hub), store, CrawlOptions(progress=interrupt_at_the_first_listing))
+        result = run_crawl(hub, store_path)
+
+    assert result.resumed and result.mode == "incremental"
+    nodes, _, _ = stored_lineage(store_path)
+    assert all(f"{r}-0-child" in nodes and f"{r}-1-child" in nodes for r in joined)
+    assert world.truth().nodes <= nodes
