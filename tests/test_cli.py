@@ -18,6 +18,7 @@ import pytest
 
 from auditor.cli import cli
 from auditor.simhub import SimHub, WorldSpec, build_world
+from auditor.simhub.process import simhub_process
 from tests.conftest import assert_matches_truth, stored_lineage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -148,39 +149,21 @@ def test_the_token_is_sent_but_never_stored_or_printed(tmp_path: Path) -> None:
     assert b"hf_topsecret123" not in (tmp_path / "s.duckdb").read_bytes()
 
 
-def test_sim_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "auditor", "sim", "serve", "--world", "size=100,seed=1", "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        with urllib.request.urlopen(f"{url}/api/models/google/gemma-2b", timeout=10) as response:
+def test_sim_serve_prints_its_url_and_serves() -> None:
+    with simhub_process("size=100,seed=1") as hub:
+        assert hub.url.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(f"{hub.url}/api/models/google/gemma-2b", timeout=10) as response:
             assert json.loads(response.read())["id"] == "google/gemma-2b"
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.wait(timeout=10)
+    assert hub.process.returncode is not None
 
 
 def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) -> None:
     spec = "size=4000,seed=6"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "auditor", "sim", "serve", "--world", spec, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
     store_path = tmp_path / "s.duckdb"
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
+    with simhub_process(spec) as hub:
         # Slow the Hub down so that the kill lands mid-crawl.
-        _post(url, "/_sim/faults", [{"kind": "slow", "path": "/api/models", "every": 1, "delay_s": 0.03}])
-        env = {**os.environ, "HF_ENDPOINT": url, "AUDITOR_CRAWL_CONCURRENCY": "2"}
+        hub.admin("/_sim/faults", [{"kind": "slow", "path": "/api/models", "every": 1, "delay_s": 0.03}])
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "AUDITOR_CRAWL_CONCURRENCY": "2"}
         crawler = subprocess.Popen(
             [sys.executable, "-m", "auditor", "crawl", "--store", str(store_path)],
             env=env,
@@ -188,13 +171,14 @@ def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) ->
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while _get(url, "/_sim/stats").get("total", 0) < 150 and time.monotonic() < deadline:
+        while hub.admin("/_sim/stats").get("total", 0) < 150 and time.monotonic() < deadline:
             assert crawler.poll() is None, "the crawl finished before it could be killed"
             time.sleep(0.05)
         time.sleep(2.5)  # let at least one batch land
+        assert crawler.poll() is None, "the crawl finished before it could be killed"
         crawler.send_signal(signal.SIGKILL)
         crawler.wait()
-        _post(url, "/_sim/faults", [])
+        hub.admin("/_sim/faults", [])
 
         from auditor.store import Store
 
@@ -202,30 +186,16 @@ def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) ->
             status, kept = store.query("SELECT status, (SELECT count(*) FROM models) FROM crawl_runs")[0]
         assert status == "running" and kept > 10
 
-        finished = _run("crawl", "--store", str(store_path), "--format", "json", env={"HF_ENDPOINT": url})
+        finished = _run("crawl", "--store", str(store_path), "--format", "json", env={"HF_ENDPOINT": hub.url})
         assert finished.returncode == 0, finished.stderr
         summary = json.loads(finished.stdout)
         assert summary["resumed"] is True and summary["crawl_id"] == 1
-        served = _get(url, "/_sim/stats")["total"]
-        fresh = _run("crawl", "--store", str(tmp_path / "clean.duckdb"), env={"HF_ENDPOINT": url})
+        served = hub.admin("/_sim/stats")["total"]
+        fresh = _run("crawl", "--store", str(tmp_path / "clean.duckdb"), env={"HF_ENDPOINT": hub.url})
         assert fresh.returncode == 0
-    finally:
-        server.terminate()
-        server.wait()
     assert stored_lineage(store_path) == stored_lineage(tmp_path / "clean.duckdb")
     assert_matches_truth(store_path, build_world(WorldSpec.parse(spec)))
     assert served < 1.5 * summary["listings"] + 20  # the resumed crawl did not start over
-
-
-def _get(url: str, path: str) -> dict:  # type: ignore[type-arg]
-    with urllib.request.urlopen(url + path, timeout=30) as response:
-        return json.loads(response.read())  # type: ignore[no-any-return]
-
-
-def _post(url: str, path: str, payload: object) -> None:
-    request = urllib.request.Request(url + path, data=json.dumps(payload).encode(), method="POST")
-    with urllib.request.urlopen(request, timeout=30):
-        pass
 
 
 @pytest.fixture(autouse=True)

@@ -498,8 +498,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
 
-def truth_figures(world: World) -> dict[str, int]:
-    """Size of the truth and the lower bound of listing requests for a full crawl of it."""
+def truth_figures(world: World) -> dict[str, Any]:
+    """Size and digests of the truth, and the lower bound of listing requests for a full crawl of it."""
     truth = world.truth()
     lower_bound = 0
     pages = 0
@@ -514,7 +514,18 @@ def truth_figures(world: World) -> dict[str, int]:
         "listing_lower_bound": lower_bound,
         "listing_pages": pages,
         "world_models": sum(1 for _ in world.live_models()),
+        "digest": lineage_digest(truth.nodes, truth.edges),
     }
+
+
+def lineage_digest(nodes: Iterable[str], edges: Iterable[tuple[str, ...]]) -> str:
+    """A short hash of a set of models and edges, to compare a store with the truth at a glance."""
+    digest = hashlib.sha256()
+    for node in sorted(nodes):
+        digest.update(node.encode() + b"\n")
+    for edge in sorted(edges):
+        digest.update("\t".join(edge).encode() + b"\n")
+    return digest.hexdigest()[:16]
 
 
 def _tree(files: dict[str, SimFile], prefix: str, recursive: bool) -> list[dict[str, Any]]:
