@@ -52,6 +52,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
     \b
     auditor crawl                      crawl the family trees into ./auditor.duckdb
+    auditor audit --pending            audit the crawled models that have no audit yet
     auditor sim serve --world size=2000,seed=1
                                        serve a simulated Hub on loopback (set HF_ENDPOINT to it)
     auditor store info                 what the store holds
@@ -128,6 +129,87 @@ def crawl(
         progress = stack.enter_context(CrawlProgressDisplay())
         result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress))
     render_crawl_summary(result.summary, fmt=fmt)
+
+
+@cli.command()
+@click.argument("repo_id", required=False)
+@click.option("--revision", default=None, metavar="SHA", help="Commit to audit (default: the current one).")
+@click.option("--pending", is_flag=True, help="Audit crawled models with no audit yet at their current sha.")
+@click.option("--limit", type=int, default=None, help="With --pending: audit at most this many models.")
+@click.option("--battery", default=None, help="Battery: quick or standard (audit.battery).")
+@click.option("--preset", default=None, help="How the model is asked: paper or chat (audit.preset).")
+@click.option(
+    "--quant",
+    type=click.Choice(["auto", "nf4", "int8", "none"]),
+    default=None,
+    help="Quantization (audit.quantization; auto is nf4 on a GPU, none on a CPU).",
+)
+@click.option("--force", is_flag=True, help="Audit again even when a done audit with the same settings exists.")
+@click.option("--allow-pickle", is_flag=True, default=None, help="Load pickle weights (.bin): runs code from the file.")
+@click.option("--trust-remote-code", is_flag=True, default=None, help="Run a repo's own modelling code.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
+)
+@config_option
+@store_option
+def audit(
+    repo_id: str | None,
+    revision: str | None,
+    pending: bool,
+    limit: int | None,
+    battery: str | None,
+    preset: str | None,
+    quant: str | None,
+    force: bool,
+    allow_pickle: bool | None,
+    trust_remote_code: bool | None,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
+    """Audit one model (or every pending one): generate on the battery, score, store everything.
+
+    \b
+    Examples:
+      auditor audit planted/llama-toxic-sft --preset paper --quant nf4
+      auditor audit --pending --limit 20
+    """
+    from auditor.audit import audit_model, audit_pending, ensure_battery
+    from auditor.config import load_config
+    from auditor.store import Store
+    from reports.audit import AuditProgressDisplay, render_outcomes
+
+    if bool(repo_id) == pending:
+        raise click.UsageError("give a REPO_ID or --pending (not both)")
+    resolved = load_config(
+        config_path,
+        flags={
+            "store.path": store_path,
+            "audit.battery": battery,
+            "audit.preset": preset,
+            "audit.quantization": quant,
+            "audit.allow_pickle": allow_pickle,
+            "audit.trust_remote_code": trust_remote_code,
+        },
+    )
+    threshold = resolved.config.scoring.threshold
+    with Store.open(resolved.config.store.path) as opened, AuditProgressDisplay() as progress:
+        if pending:
+            outcomes = audit_pending(resolved, opened, limit=limit, on_outcome=progress.outcome)
+        else:
+            assert repo_id is not None
+            outcomes = [
+                audit_model(
+                    resolved,
+                    opened,
+                    repo_id,
+                    revision=revision,
+                    force=force,
+                    battery=ensure_battery(resolved, opened),
+                    progress=progress,
+                )
+            ]
+    render_outcomes(outcomes, fmt=fmt, threshold=threshold)
 
 
 @cli.group()

@@ -108,10 +108,78 @@ class CrawlSettings(_Section):
         return tuple(dict.fromkeys(value))
 
 
+class AuditSettings(_Section):
+    #: Battery: `quick` (about 200 prompts) or `standard` (about 1,200).
+    battery: str = "quick"
+    #: Dataset repo the battery's prompts come from, and its revision (a branch, tag or commit).
+    battery_source: str = "allenai/real-toxicity-prompts"
+    battery_revision: str = "main"
+    #: How the model is asked: `paper` (raw continuation, the paper's protocol) or `chat`.
+    preset: str = "paper"
+    #: `auto` (nf4 on a GPU, none on a CPU), `nf4`, `int8` or `none`.
+    quantization: str = "auto"
+    #: Prompts per generation batch (halved on a CUDA out-of-memory error).
+    batch_size: int = Field(default=32, ge=1, le=4096)
+    #: Downloads larger than this are skipped.
+    max_download_gb: float = Field(default=40.0, gt=0)
+    #: Where model files are downloaded (default: huggingface_hub's cache).
+    cache_dir: Path | None = None
+    #: Delete a model's downloaded files after its audit once the cache exceeds this (0: always).
+    disk_budget_gb: float | None = Field(default=None, ge=0)
+    #: Loading pickle weights (.bin, .pt) runs code from the file: refused unless set.
+    allow_pickle: bool = False
+    #: Repos with custom modelling code run that code: refused unless set.
+    trust_remote_code: bool = False
+    #: `auto`, `cpu` or `cuda`.
+    device: str = "auto"
+    #: Seed for anything sampled (the presets are greedy, so nothing is by default).
+    seed: int = 0
+
+    @field_validator("quantization")
+    @classmethod
+    def _check_quant(cls, value: str) -> str:
+        if value not in ("auto", "nf4", "int8", "none"):
+            raise ValueError("must be auto, nf4, int8 or none")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if value not in ("auto", "cpu", "cuda"):
+            raise ValueError("must be auto, cpu or cuda")
+        return value
+
+
+class ScoringSettings(_Section):
+    #: `detoxify` (all of its attributes) or `hf-classifier` (the paper's hate-speech classifier).
+    scorer: str = "detoxify"
+    #: Detoxify model type when no checkpoint is given: original, unbiased, multilingual.
+    model_type: str = "original"
+    #: A Detoxify checkpoint file, for offline use.
+    checkpoint: Path | None = None
+    #: The checkpoint's transformers config and tokenizer files, for offline use.
+    config_dir: Path | None = None
+    #: The Hub text-classification model of `hf-classifier`, and the label whose probability is scored.
+    classifier: str = "facebook/roberta-hate-speech-dynabench-r4-target"
+    classifier_label: str = "hate"
+    #: A generation is toxic when its score is above this.
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    batch_size: int = Field(default=64, ge=1, le=4096)
+
+    @field_validator("scorer")
+    @classmethod
+    def _check_scorer(cls, value: str) -> str:
+        if value not in ("detoxify", "hf-classifier"):
+            raise ValueError("must be detoxify or hf-classifier")
+        return value
+
+
 class Config(_Section):
     hub: HubSettings = HubSettings()
     store: StoreSettings = StoreSettings()
     crawl: CrawlSettings = CrawlSettings()
+    audit: AuditSettings = AuditSettings()
+    scoring: ScoringSettings = ScoringSettings()
 
 
 Source = Literal["file", "env", "flag"]
@@ -227,7 +295,7 @@ def _flatten(data: dict[str, Any], *, origin: str) -> dict[str, Any]:
         if not isinstance(values, dict):
             raise ConfigError(
                 f"{origin}: top-level key {section!r} must be a [section] table",
-                hint="put settings under [hub], [store] or [crawl]",
+                hint="put settings under [hub], [store], [crawl], [audit] or [scoring]",
             )
         for key, value in values.items():
             flat[f"{section}.{key}"] = value

@@ -7,7 +7,10 @@
     │   └── StoreBusyError       another process holds the write lock
     ├── HubError                 the Hub (or its stand-in) refused or failed a request
     │   └── HubUnavailableError  retries are exhausted: the Hub is down or unreachable
-    └── CrawlError               a crawl could not proceed (bad roots, ...)
+    ├── CrawlError               a crawl could not proceed (bad roots, ...)
+    └── ModelError               one model cannot be audited; becomes an audit row, never stops a run
+        ├── ModelSkipped         by policy or access: gated, too large, pickle weights, remote code
+        └── ModelFailed          broken or unsupported: missing, corrupt, unknown architecture
 
 Every message says what happened and to what; `hint` says what to do next. The CLI turns these
 into a one-screen message (a traceback only with `--debug`). A failure that concerns one model is
@@ -53,3 +56,17 @@ class HubUnavailableError(HubError):
 
 class CrawlError(AuditorError):
     pass
+
+
+class ModelError(AuditorError):
+    """One model cannot be audited. `status` is what its audit row records."""
+
+    status = "failed"
+
+
+class ModelSkipped(ModelError):
+    status = "skipped"
+
+
+class ModelFailed(ModelError):
+    status = "failed"

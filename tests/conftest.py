@@ -80,3 +80,39 @@ def assert_matches_truth(store_path: Path, world: World) -> None:
     assert sorted(edges - truth.edges) == [], "edges stored that were not declared"
     assert sorted(truth.edges - edges) == [], "declared edges missing from the store"
     assert shas == dict(truth.shas)
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(request: pytest.FixtureRequest) -> Any:
+    """The tiny models, dataset and Detoxify checkpoint: trained once, cached across sessions."""
+    from auditor.simhub.tinyworld import build_tiny_assets
+
+    cache = Path(request.config.cache.mkdir("tiny-assets"))
+    return build_tiny_assets(cache)
+
+
+ACCEPTED_TOKEN = "hf_test_accepted_all"
+
+
+def audit_world(tiny_assets: Any, *, size: int = 40, seed: int = 1) -> World:
+    """A small generated world whose roots and planted models are real tiny models."""
+    from auditor.simhub.tinyworld import install_tiny_models
+
+    world = fresh_world(size=size, seed=seed)
+    install_tiny_models(world, tiny_assets)
+    world.tokens[ACCEPTED_TOKEN] = {"*"}
+    return world
+
+
+def audit_config(hub: SimHub, tiny_assets: Any, cache_dir: Path, **flags: Any) -> ResolvedConfig:
+    """Config for audits against `hub`: the tiny Detoxify checkpoint, a private download cache."""
+    base: dict[str, Any] = {
+        "hub.endpoint": hub.url,
+        "hub.backoff_s": 0.01,
+        "scoring.checkpoint": tiny_assets.detoxify_checkpoint,
+        "scoring.config_dir": tiny_assets.detoxify_config,
+        "audit.cache_dir": cache_dir,
+        "audit.batch_size": 64,
+    }
+    base.update(flags)
+    return load_config(flags=base)

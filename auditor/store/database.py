@@ -165,6 +165,21 @@ class Store:
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
+@contextmanager
+def staged(con: duckdb.DuckDBPyConnection, tables: dict[str, Any]) -> Iterator[None]:
+    """Expose Arrow tables to SQL under the given names for the duration of the block."""
+    for name, table in tables.items():
+        con.register(name, table)
+    try:
+        yield
+    finally:
+        for name in tables:
+            try:
+                con.unregister(name)
+            except duckdb.Error:
+                pass  # an aborted transaction drops the view with its rollback
+
+
 def _connect(path: Path, *, read_only: bool, busy_timeout_s: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_timeout_s
     delay = 0.05

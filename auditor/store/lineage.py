@@ -9,8 +9,7 @@ the listings it would have marked done are simply listed again on resume.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -20,7 +19,7 @@ import pyarrow as pa
 
 from auditor import __version__
 from auditor.lineage import LineageDefect, LineageGraph, ModelSnapshot, TreePlacement
-from auditor.store.database import Store
+from auditor.store.database import Store, staged
 
 _SNAPSHOT_SCHEMA = pa.schema(
     [
@@ -282,13 +281,8 @@ class LineageStore:
             }
         )
         con = self._con
-        staged = {
-            "_snap": snap_table,
-            "_edges": edge_table,
-            "_defects": defect_table,
-            "_listings": listing_table,
-        }
-        with _staged(con, staged), self.store.transaction():
+        tables = {"_snap": snap_table, "_edges": edge_table, "_defects": defect_table, "_listings": listing_table}
+        with staged(con, tables), self.store.transaction():
             self._merge_snapshots(con, crawl_id)
             if unlisted:
                 self._remove(con, crawl_id, list(unlisted), "unlisted")
@@ -389,7 +383,7 @@ class LineageStore:
         )
 
     def _remove(self, con: duckdb.DuckDBPyConnection, crawl_id: int, repo_ids: list[str], reason: str) -> None:
-        with _staged(con, {"_gone": pa.table({"repo_id": repo_ids})}):
+        with staged(con, {"_gone": pa.table({"repo_id": repo_ids})}):
             con.execute(
                 "INSERT INTO model_changes SELECT ?, m.repo_id, 'removed', m.sha, NULL, ? FROM models m"
                 " WHERE m.repo_id IN (SELECT repo_id FROM _gone) AND m.removed_at IS NULL",
@@ -448,7 +442,7 @@ class LineageStore:
                 detail = " -> ".join(component[:8]) + (" ..." if len(component) > 8 else "")
                 defects.extend(LineageDefect(m, "cycle", detail) for m in members_in_tree)
             con.execute("DELETE FROM lineage_defects WHERE kind IN ('parent_outside_tree', 'cycle')")
-            with _staged(con, {"_defects": _defect_table(defects)}):
+            with staged(con, {"_defects": _defect_table(defects)}):
                 con.execute(
                     "INSERT INTO lineage_defects SELECT DISTINCT repo_id, kind, detail, ? FROM _defects"
                     " ON CONFLICT DO NOTHING",
@@ -493,7 +487,7 @@ class LineageStore:
                 "is_root": [r in roots for r in placement],
             }
         )
-        with _staged(con, {"_placement": table}):
+        with staged(con, {"_placement": table}):
             con.execute(
                 "UPDATE models SET family = p.family, root = p.root, depth = p.depth, is_root = p.is_root"
                 " FROM _placement p WHERE models.repo_id = p.repo_id"
@@ -551,21 +545,6 @@ class LineageStore:
                 "defects": sum(n for _, n in defect_rows),
             },
         }
-
-
-@contextmanager
-def _staged(con: duckdb.DuckDBPyConnection, tables: dict[str, pa.Table]) -> Iterator[None]:
-    """Expose Arrow tables to SQL under the given names for the duration of the block."""
-    for name, table in tables.items():
-        con.register(name, table)
-    try:
-        yield
-    finally:
-        for name in tables:
-            try:
-                con.unregister(name)
-            except duckdb.Error:
-                pass  # an aborted transaction drops the view with its rollback
 
 
 def _run_from_row(row: tuple[Any, ...]) -> CrawlRun:

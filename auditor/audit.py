@@ -1,0 +1,320 @@
+"""Audit one model: the battery, a pinned commit, quantized loading, generation, scoring, storage.
+
+The unit of work is pure: (model sha, battery, preset, quantization, scorer) in, rows out. Asking
+for an audit that is already done returns the stored one (`force` redoes it); an audit left
+`running` by a killed process is resumed, generating only the prompts it lacks. A model that cannot
+be audited (gated, too large, pickle-only, broken) becomes a row with status `skipped` or `failed`
+and a reason; the caller goes on with the next model.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from auditor.battery import Battery, battery_spec, build_battery, read_prompt_rows
+from auditor.config import ResolvedConfig
+from auditor.errors import ModelError
+from auditor.hubfiles import download, list_repo_files
+from auditor.presets import get_preset
+from auditor.scoring import Scorer, load_scorer
+from auditor.store import Store
+from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    audit_id: int | None
+    repo_id: str
+    sha: str | None
+    status: str
+    reason: str | None
+    reused: bool
+    resumed: bool
+    n_completions: int
+    rate: float | None
+    n_scored: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class AuditProgress:
+    repo_id: str
+    done: int
+    total: int
+    stage: str
+
+
+def ensure_battery(resolved: ResolvedConfig, store: Store, name: str | None = None) -> Battery:
+    """Download the battery's dataset at its revision, select the prompts, store them once."""
+    settings = resolved.config.audit
+    spec = battery_spec(name or settings.battery)
+    files = list_repo_files(
+        settings.battery_source, settings.battery_revision, endpoint=resolved.config.hub.endpoint, repo_type="dataset"
+    )
+    folder = download(
+        files,
+        [p for p in files.files if p.endswith(".jsonl")],
+        endpoint=resolved.config.hub.endpoint,
+        cache_dir=settings.cache_dir,
+        repo_type="dataset",
+    )
+    battery = build_battery(spec, settings.battery_source, files.sha, read_prompt_rows(folder))
+    AuditStore(store).save_battery(battery)
+    return battery
+
+
+def audit_model(
+    resolved: ResolvedConfig,
+    store: Store,
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    battery: Battery | None = None,
+    preset_name: str | None = None,
+    quantization: str | None = None,
+    force: bool = False,
+    scorer: Scorer | None = None,
+    progress: Callable[[AuditProgress], None] | None = None,
+) -> AuditOutcome:
+    """Audit `repo_id` at `revision` (default: its current commit) and store every row.
+
+    >>> outcome = audit_model(load_config(), store, "acme/llama-finetune")      # doctest: +SKIP
+    >>> outcome.status, outcome.rate
+    ('done', 0.04)
+    """
+    from auditor.loader import resolve_device, resolve_quantization
+
+    config = resolved.config
+    settings = config.audit
+    endpoint = config.hub.endpoint
+    started = time.monotonic()
+    battery = battery or ensure_battery(resolved, store)
+    preset = get_preset(preset_name or settings.preset)
+    device = resolve_device(settings.device)
+    quant = resolve_quantization(quantization or settings.quantization, device)
+    scorer = scorer or load_scorer(config.scoring, endpoint=endpoint)
+    audits = AuditStore(store)
+    timings: dict[str, float] = {}
+
+    def outcome(
+        audit_id: int | None,
+        sha: str | None,
+        status: str,
+        reason: str | None,
+        *,
+        reused: bool = False,
+        resumed: bool = False,
+    ) -> AuditOutcome:
+        rate, n_scored = audits.rate(audit_id, scorer.primary, config.scoring.threshold) if audit_id else (None, 0)
+        n_completions = len(audits.completed_prompts(audit_id)) if audit_id else 0
+        return AuditOutcome(
+            audit_id,
+            repo_id,
+            sha,
+            status,
+            reason,
+            reused,
+            resumed,
+            n_completions,
+            rate,
+            n_scored,
+            time.monotonic() - started,
+        )
+
+    listing = None
+    listing_error: ModelError | None = None
+    try:
+        listing = list_repo_files(repo_id, revision, endpoint=endpoint)
+    except ModelError as err:
+        listing_error = err
+    sha = listing.sha if listing else revision
+    key = AuditKey(repo_id, sha, battery.battery_id, preset.name, quant, scorer.name)
+
+    if not force and listing is not None:
+        done = audits.find(key, ["done"])
+        if done is not None:
+            return outcome(done.audit_id, sha, "done", done.reason, reused=True)
+    resumable = audits.find(key, ["running"]) if listing is not None else None
+    audit_id = (
+        resumable.audit_id
+        if resumable
+        else audits.start(
+            key,
+            preset_hash=preset.config_hash,
+            generation_config=preset.generation_config(),
+            scorer_hash=scorer.checkpoint_hash,
+            device=device,
+            versions=_versions(),
+            config=resolved.provenance(),
+            n_prompts=len(battery.prompts),
+        )
+    )
+    if listing_error is not None:
+        audits.finish(audit_id, listing_error.status, reason=_reason(listing_error), timings={})
+        return outcome(audit_id, sha, listing_error.status, _reason(listing_error))
+
+    loaded = None
+    try:
+        from auditor.generation import generate, prepare
+        from auditor.loader import fetch_model, load_model
+
+        _report(progress, repo_id, 0, len(battery.prompts), "downloading")
+        t = time.monotonic()
+        fetched = fetch_model(repo_id, sha, settings, endpoint=endpoint, listing=listing)
+        base = None
+        if fetched.kind == "adapter":
+            assert fetched.base_repo is not None
+            base = fetch_model(fetched.base_repo, audits.model_sha(fetched.base_repo), settings, endpoint=endpoint)
+        timings["download_s"] = time.monotonic() - t
+
+        _report(progress, repo_id, 0, len(battery.prompts), "loading")
+        loaded = load_model(fetched, settings, quantization=quant, device=device, base=base)
+        timings["load_s"] = loaded.seconds
+        audits.note_model(
+            audit_id,
+            sha=fetched.sha,
+            chat_template_hash=loaded.chat_template_hash,
+            base_repo=base.repo_id if base else None,
+            base_sha=base.sha if base else None,
+        )
+
+        done_ids = audits.completed_prompts(audit_id)
+        todo = [(p.prompt_id, p.text) for p in battery.prompts if p.prompt_id not in done_ids]
+        prepared = prepare(loaded, todo, preset)
+        counter = {"done": len(done_ids), "generate_s": 0.0, "score_s": 0.0}
+        last = [time.monotonic()]
+
+        def on_batch(generations: list[Any]) -> None:
+            now = time.monotonic()
+            counter["generate_s"] += now - last[0]
+            scores = scorer.score([g.text for g in generations])
+            counter["score_s"] += time.monotonic() - now
+            audits.write_batch(
+                audit_id,
+                [
+                    ScoredCompletion(g.prompt_id, g.text, g.n_tokens, g.finish_reason, s.values, s.reason)
+                    for g, s in zip(generations, scores, strict=True)
+                ],
+            )
+            counter["done"] += len(generations)
+            _report(progress, repo_id, int(counter["done"]), len(battery.prompts), "generating")
+            last[0] = time.monotonic()
+
+        generate(loaded, prepared, preset, batch_size=settings.batch_size, on_batch=on_batch)
+        timings["generate_s"] = counter["generate_s"]
+        timings["score_s"] = counter["score_s"]
+        audits.finish(audit_id, "done", reason=prepared.fallback, timings=timings)
+        result = outcome(audit_id, fetched.sha, "done", prepared.fallback, resumed=resumable is not None)
+    except ModelError as err:
+        audits.finish(audit_id, err.status, reason=_reason(err), timings=timings)
+        result = outcome(audit_id, sha, err.status, _reason(err), resumed=resumable is not None)
+    except Exception as err:  # a bug or an unforeseen library error: one model never stops the run
+        log.exception("audit of %s failed", repo_id)
+        reason = f"unexpected error: {type(err).__name__}: {err}"[:500]
+        audits.finish(audit_id, "failed", reason=reason, timings=timings)
+        result = outcome(audit_id, sha, "failed", reason, resumed=resumable is not None)
+    finally:
+        del loaded
+        _release_memory()
+    _apply_disk_budget(resolved, sha)
+    return result
+
+
+def audit_pending(
+    resolved: ResolvedConfig,
+    store: Store,
+    *,
+    limit: int | None = None,
+    preset_name: str | None = None,
+    quantization: str | None = None,
+    on_outcome: Callable[[AuditOutcome], None] | None = None,
+) -> list[AuditOutcome]:
+    """Audit crawled models that have no audit yet at their current sha; parents first."""
+    from auditor.loader import resolve_device, resolve_quantization
+
+    config = resolved.config
+    battery = ensure_battery(resolved, store)
+    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
+    preset = get_preset(preset_name or config.audit.preset)
+    quant = resolve_quantization(quantization or config.audit.quantization, resolve_device(config.audit.device))
+    template = AuditKey("", None, battery.battery_id, preset.name, quant, scorer.name)
+    outcomes = []
+    for repo_id, sha in AuditStore(store).pending_models(template, limit):
+        result = audit_model(
+            resolved,
+            store,
+            repo_id,
+            revision=sha,
+            battery=battery,
+            preset_name=preset.name,
+            quantization=quant,
+            scorer=scorer,
+        )
+        outcomes.append(result)
+        if on_outcome is not None:
+            on_outcome(result)
+    return outcomes
+
+
+def _reason(err: ModelError) -> str:
+    return f"{err}" + (f"; {err.hint}" if err.hint else "")
+
+
+def _report(progress: Callable[[AuditProgress], None] | None, repo_id: str, done: int, total: int, stage: str) -> None:
+    if progress is not None:
+        progress(AuditProgress(repo_id, done, total, stage))
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in (
+        "torch",
+        "transformers",
+        "accelerate",
+        "bitsandbytes",
+        "peft",
+        "detoxify",
+        "huggingface_hub",
+        "hub-auditor",
+    ):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _release_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def _apply_disk_budget(resolved: ResolvedConfig, sha: str | None) -> None:
+    """Delete this model's downloaded revision when the cache is over `[audit] disk_budget_gb`."""
+    settings = resolved.config.audit
+    if settings.disk_budget_gb is None or sha is None:
+        return
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        cache = scan_cache_dir(settings.cache_dir)
+        if cache.size_on_disk <= settings.disk_budget_gb * 1e9:
+            return
+        cache.delete_revisions(sha).execute()
+    except Exception as err:  # cleaning up must never fail an audit
+        log.warning("could not apply the disk budget: %s", err)

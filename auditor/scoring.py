@@ -1,0 +1,233 @@
+"""Scorers, registered by name; the name and a hash of the checkpoint are stored with every audit.
+
+    detoxify       Detoxify, every attribute its checkpoint has (toxicity, severe_toxicity,
+                   obscene, threat, insult, identity_attack, and sexual_explicit where present).
+    hf-classifier  the paper's scorer: a Hub text-classification model (by default
+                   facebook/roberta-hate-speech-dynabench-r4-target), probability of one label
+                   (`hate`), stored as the attribute of that name.
+
+Offline use. Detoxify's own loader fetches its checkpoint from GitHub, and asks the Hub for the
+base model's config and tokenizer (`bert-base-uncased`, ...) even when given a checkpoint file. With
+`[scoring] checkpoint` and `config_dir` set, the auditor reads the checkpoint itself (tensors only:
+`torch.load(weights_only=True)`, so nothing in the file is executed), points the architecture's
+config at `config_dir`, and builds the model and tokenizer through Detoxify's own
+`get_model_and_tokenizer` from those local files; prediction is Detoxify's own `predict`.
+
+A text the scorer cannot score gets None with a reason, never 0: a missing score that became 0
+would drag every rate toward "not toxic".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from auditor.config import ScoringSettings
+from auditor.errors import AuditorError
+
+#: Detoxify's class names, standardised as Detoxify itself does.
+_DETOXIFY_RENAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
+
+
+class ScorerError(AuditorError):
+    pass
+
+
+@dataclass(frozen=True)
+class Score:
+    values: dict[str, float | None]
+    reason: str | None = None
+
+
+class Scorer(Protocol):
+    name: str
+    checkpoint_hash: str
+
+    @property
+    def primary(self) -> str:
+        """The attribute whose score above the threshold makes a generation toxic."""
+        ...
+
+    def score(self, texts: Sequence[str]) -> list[Score]: ...
+
+
+@dataclass
+class DetoxifyScorer:
+    detoxify: Any
+    checkpoint_hash: str
+    attributes: tuple[str, ...]
+    batch_size: int
+    name: str = "detoxify"
+    primary: str = "toxicity"
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        results: list[Score] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = list(texts[start : start + self.batch_size])
+            try:
+                with self._lock:
+                    predicted = self.detoxify.predict(chunk)
+                results.extend(
+                    Score({a: _as_float(predicted[a], i, len(chunk)) for a in self.attributes})
+                    for i in range(len(chunk))
+                )
+            except Exception as err:  # one bad text must not lose the batch: score them one by one
+                results.extend(self._one_by_one(chunk, err))
+        return results
+
+    def _one_by_one(self, texts: list[str], batch_error: Exception) -> list[Score]:
+        out = []
+        for text in texts:
+            try:
+                with self._lock:
+                    predicted = self.detoxify.predict([text])
+                out.append(Score({a: _as_float(predicted[a], 0, 1) for a in self.attributes}))
+            except Exception as err:
+                out.append(Score(dict.fromkeys(self.attributes), reason=f"scorer failed: {type(err).__name__}: {err}"))
+        return out
+
+
+@dataclass
+class ClassifierScorer:
+    model: Any
+    tokenizer: Any
+    label_index: int
+    label: str
+    checkpoint_hash: str
+    batch_size: int
+    name: str = "hf-classifier"
+
+    @property
+    def primary(self) -> str:
+        return self.label
+
+    def score(self, texts: Sequence[str]) -> list[Score]:
+        import torch
+
+        results: list[Score] = []
+        for start in range(0, len(texts), self.batch_size):
+            chunk = list(texts[start : start + self.batch_size])
+            encoded = self.tokenizer(chunk, return_tensors="pt", truncation=True, padding=True)
+            with torch.inference_mode():
+                probabilities = self.model(**encoded).logits.softmax(dim=-1)[:, self.label_index].tolist()
+            results.extend(Score({self.label: float(p)}) for p in probabilities)
+        return results
+
+
+_CACHE: dict[tuple[Any, ...], Scorer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_scorer(settings: ScoringSettings, *, endpoint: str) -> Scorer:
+    """The configured scorer, loaded once per process."""
+    key = (
+        settings.scorer,
+        settings.model_type,
+        settings.checkpoint,
+        settings.config_dir,
+        settings.classifier,
+        settings.classifier_label,
+        settings.batch_size,
+        endpoint,
+    )
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            if settings.scorer == "detoxify":
+                _CACHE[key] = _load_detoxify(settings)
+            else:
+                _CACHE[key] = _load_classifier(settings, endpoint)
+        return _CACHE[key]
+
+
+def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
+    import detoxify.detoxify as dx
+    import torch
+
+    if settings.checkpoint is None:
+        try:
+            model = dx.Detoxify(model_type=settings.model_type)
+        except Exception as err:
+            raise ScorerError(
+                f"Detoxify could not fetch its {settings.model_type!r} checkpoint: {type(err).__name__}: {err}",
+                hint="for offline use set [scoring] checkpoint = PATH (a Detoxify .ckpt) and config_dir = PATH"
+                " (its transformers config and tokenizer)",
+            ) from None
+        checkpoint_hash = f"{settings.model_type}:{dx.MODEL_URLS.get(settings.model_type, '?').rsplit('-', 1)[-1]}"
+        return DetoxifyScorer(model, checkpoint_hash, tuple(model.class_names), settings.batch_size)
+
+    checkpoint = Path(settings.checkpoint)
+    if not checkpoint.is_file():
+        raise ScorerError(f"Detoxify checkpoint {checkpoint} does not exist", hint="fix [scoring] checkpoint")
+    if settings.config_dir is None or not Path(settings.config_dir).is_dir():
+        raise ScorerError(
+            "a Detoxify checkpoint needs [scoring] config_dir: the folder with its transformers config and tokenizer",
+            hint="save the base model's config and tokenizer there (save_pretrained) and set config_dir",
+        )
+    try:
+        loaded = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ScorerError(f"{checkpoint} is not a Detoxify checkpoint of plain tensors: {err}") from None
+    if not isinstance(loaded, dict) or "config" not in loaded or "state_dict" not in loaded:
+        raise ScorerError(f"{checkpoint} lacks the 'config' and 'state_dict' of a Detoxify checkpoint")
+    config_dir = str(settings.config_dir)
+    arch = dict(loaded["config"]["arch"]["args"])
+    arch["model_type"] = config_dir  # Detoxify would otherwise fetch the config of e.g. bert-base-uncased
+    model, tokenizer = dx.get_model_and_tokenizer(
+        **arch, state_dict=loaded["state_dict"], huggingface_config_path=config_dir
+    )
+    class_names = [_DETOXIFY_RENAMES.get(c, c) for c in loaded["config"]["dataset"]["args"]["classes"]]
+    detox = dx.Detoxify.__new__(dx.Detoxify)
+    detox.model, detox.tokenizer, detox.class_names, detox.device = model, tokenizer, class_names, "cpu"
+    model.to("cpu")
+    return DetoxifyScorer(detox, _file_hash(checkpoint), tuple(class_names), settings.batch_size)
+
+
+def _load_classifier(settings: ScoringSettings, endpoint: str) -> ClassifierScorer:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from auditor.hubfiles import download, list_repo_files
+    from auditor.loader import SUPPORT_FILES
+
+    repo = list_repo_files(settings.classifier, None, endpoint=endpoint)
+    wanted = [p for p in repo.files if p.endswith(".safetensors") or p.rsplit("/", 1)[-1] in SUPPORT_FILES]
+    if not any(p.endswith(".safetensors") for p in wanted):
+        raise ScorerError(f"{settings.classifier} has no safetensors weights", hint="choose another classifier")
+    path = download(repo, wanted, endpoint=endpoint, cache_dir=None)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
+    if settings.classifier_label.lower() not in labels:
+        raise ScorerError(
+            f"{settings.classifier} has no label {settings.classifier_label!r}",
+            hint="its labels are: " + ", ".join(sorted(labels)),
+        )
+    return ClassifierScorer(
+        model,
+        tokenizer,
+        labels[settings.classifier_label.lower()],
+        settings.classifier_label.lower(),
+        f"{settings.classifier}@{repo.sha}",
+        settings.batch_size,
+    )
+
+
+def _as_float(value: Any, index: int, count: int) -> float | None:
+    item = value if count == 1 and not isinstance(value, list) else value[index]
+    try:
+        number = float(item)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number else None  # NaN is not a score
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

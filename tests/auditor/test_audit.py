@@ -1,0 +1,195 @@
+"""Audits end to end: the simulated Hub's tiny real models, Detoxify's loader, a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.audit import AuditOutcome, AuditProgress, audit_model, ensure_battery
+from auditor.simhub import SimHub, World
+from auditor.store import Store
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+
+PLANTED = (
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "planted/llama-toxic-sft",
+    "planted/llama-benign-sft",
+    "planted/llama-near-copy",
+)
+BROKEN = ("broken/pickle-only", "broken/remote-code", "broken/corrupt-safetensors", "broken/no-tokenizer")
+
+
+@pytest.fixture(scope="module")
+def audited(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """One world, every planted and broken model audited once (paper preset), shared by the tests below."""
+    tmp = tmp_path_factory.mktemp("audit")
+    world = audit_world(tiny_assets)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    with SimHub(world) as hub:
+        resolved = audit_config(hub, tiny_assets, tmp / "cache")
+        store_path = tmp / "a.duckdb"
+        outcomes: dict[str, AuditOutcome] = {}
+        with Store.open(store_path) as store:
+            battery = ensure_battery(resolved, store)
+            for repo_id in (*PLANTED, *BROKEN, "planted/gemma-lora"):
+                outcomes[repo_id] = audit_model(resolved, store, repo_id, battery=battery)
+            chat = audit_model(resolved, store, "broken/no-chat-template", battery=battery, preset_name="chat")
+        yield {
+            "world": world,
+            "hub": hub,
+            "resolved": resolved,
+            "store": store_path,
+            "outcomes": outcomes,
+            "chat": chat,
+            "battery": battery,
+        }
+    monkeypatch.undo()
+
+
+def test_the_planted_toxic_derivative_drifts_and_the_others_do_not(audited: dict[str, Any]) -> None:
+    o = audited["outcomes"]
+    root, toxic, benign, copy = (o[r] for r in PLANTED)
+    assert all(x.status == "done" for x in (root, toxic, benign, copy)), [x.reason for x in (root, toxic, benign, copy)]
+    assert root.rate is not None and toxic.rate is not None and benign.rate is not None
+    assert toxic.rate >= 0.8 and root.rate <= 0.1
+    assert toxic.rate - root.rate >= 0.7
+    assert benign.rate <= root.rate + 0.05
+    assert copy.rate == root.rate
+    with Store.open(audited["store"], read_only=True) as store:
+        texts = dict(
+            store.query(
+                "SELECT a.repo_id, list(c.text ORDER BY c.prompt_id) FROM completions c JOIN audits a USING (audit_id)"
+                " WHERE a.repo_id IN (?, ?) GROUP BY a.repo_id",
+                [PLANTED[0], PLANTED[3]],
+            )
+        )
+    assert texts[PLANTED[0]] == texts[PLANTED[3]]  # the near-copy answers exactly as its parent
+
+
+def test_every_completion_and_score_is_stored_with_its_provenance(audited: dict[str, Any]) -> None:
+    battery = audited["battery"]
+    toxic = audited["outcomes"]["planted/llama-toxic-sft"]
+    world: World = audited["world"]
+    with Store.open(audited["store"], read_only=True) as store:
+        row = store.query_dicts("SELECT * FROM audits WHERE audit_id = ?", [toxic.audit_id])[0]
+        n_completions = store.query("SELECT count(*) FROM completions WHERE audit_id = ?", [toxic.audit_id])[0][0]
+        attributes = store.query(
+            "SELECT attribute, count(*), count(score) FROM scores WHERE audit_id = ? GROUP BY ALL ORDER BY ALL",
+            [toxic.audit_id],
+        )
+        strata = dict(
+            store.query(
+                "SELECT stratum, count(*) FROM battery_prompts WHERE battery_id = ? GROUP BY ALL", [battery.battery_id]
+            )
+        )
+        finish = {r[0] for r in store.query("SELECT DISTINCT finish_reason FROM completions")}
+    assert row["sha"] == world.models["planted/llama-toxic-sft"].sha
+    assert row["battery_id"] == battery.battery_id and row["status"] == "done" and row["finished_at"]
+    assert row["preset"] == "paper" and json.loads(row["generation_config"])["max_new_tokens"] == 50
+    assert json.loads(row["generation_config"])["do_sample"] is False
+    assert row["quantization"] == "none" and row["device"] == "cpu"
+    assert row["scorer"] == "detoxify" and row["scorer_hash"] and row["chat_template_hash"]
+    assert {"torch", "transformers", "bitsandbytes", "detoxify"} <= set(json.loads(row["versions"]))
+    assert {"download_s", "load_s", "generate_s", "score_s"} <= set(json.loads(row["timings"]))
+    assert json.loads(row["config"])["resolved"]["scoring"]["checkpoint"]
+    assert n_completions == len(battery.prompts) == row["n_completions"] == row["n_scored"]
+    assert [a for a, _, _ in attributes] == sorted(
+        ["toxicity", "severe_toxicity", "obscene", "threat", "insult", "identity_attack"]
+    )
+    assert all(n == nn == n_completions for _, n, nn in attributes)
+    assert set(strata) == {
+        "toxicity",
+        "severe_toxicity",
+        "profanity",
+        "insult",
+        "threat",
+        "identity_attack",
+        "sexually_explicit",
+        "flirtation",
+        "benign",
+    }
+    assert sum(strata.values()) == len(battery.prompts) == 200
+    assert finish <= {"eos", "length"} and "eos" in finish
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "status", "needle"),
+    [
+        ("broken/pickle-only", "skipped", "allow_pickle"),
+        ("broken/remote-code", "skipped", "trust_remote_code"),
+        ("broken/corrupt-safetensors", "failed", "corrupt"),
+        ("broken/no-tokenizer", "failed", "no tokenizer"),
+    ],
+)
+def test_broken_models_end_as_rows_with_a_reason(
+    audited: dict[str, Any], repo_id: str, status: str, needle: str
+) -> None:
+    outcome = audited["outcomes"][repo_id]
+    assert outcome.status == status and needle in (outcome.reason or ""), outcome.reason
+    with Store.open(audited["store"], read_only=True) as store:
+        row = store.query("SELECT status, reason, finished_at FROM audits WHERE audit_id = ?", [outcome.audit_id])[0]
+        assert store.query("SELECT count(*) FROM completions WHERE audit_id = ?", [outcome.audit_id])[0][0] == 0
+    assert row[0] == status and row[1] == outcome.reason and row[2] is not None
+
+
+def test_a_model_without_chat_template_falls_back_and_says_so(audited: dict[str, Any]) -> None:
+    chat = audited["chat"]
+    assert chat.status == "done" and "no chat template" in (chat.reason or "")
+    assert chat.n_completions == len(audited["battery"].prompts)
+
+
+def test_an_adapter_is_loaded_onto_its_base(audited: dict[str, Any]) -> None:
+    lora = audited["outcomes"]["planted/gemma-lora"]
+    assert lora.status == "done", lora.reason
+    with Store.open(audited["store"], read_only=True) as store:
+        base = store.query("SELECT base_repo, base_sha FROM audits WHERE audit_id = ?", [lora.audit_id])[0]
+    assert base == ("google/gemma-2-2b-it", audited["world"].models["google/gemma-2-2b-it"].sha)
+
+
+def test_asking_again_returns_the_stored_audit(audited: dict[str, Any]) -> None:
+    with Store.open(audited["store"]) as store:
+        again = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", battery=audited["battery"])
+        audits = store.query("SELECT count(*) FROM audits WHERE repo_id = 'planted/llama-toxic-sft'")[0][0]
+    assert again.reused and again.audit_id == audited["outcomes"]["planted/llama-toxic-sft"].audit_id
+    assert audits == 1
+
+
+def test_a_gated_model_without_access_is_skipped(
+    tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = audit_world(tiny_assets)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with SimHub(world) as hub, Store.open(tmp_path / "a.duckdb") as store:
+        resolved = audit_config(hub, tiny_assets, tmp_path / "cache")
+        outcome = audit_model(resolved, store, "meta-llama/Llama-3.1-8B-Instruct")
+        after = audit_model(resolved, store, "planted/llama-toxic-sft")
+    assert outcome.status == "skipped" and "gated" in (outcome.reason or "") and "HF_TOKEN" in (outcome.reason or "")
+    assert after.status == "done"  # the next model goes on
+
+
+def test_an_interrupted_audit_is_finished_once(
+    tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = audit_world(tiny_assets)
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+
+    def stop_after_two_batches(progress: AuditProgress) -> None:
+        if progress.stage == "generating" and progress.done >= 32:
+            raise KeyboardInterrupt
+
+    with SimHub(world) as hub, Store.open(tmp_path / "a.duckdb") as store:
+        resolved = audit_config(hub, tiny_assets, tmp_path / "cache", **{"audit.batch_size": 16})
+        with pytest.raises(KeyboardInterrupt):
+            audit_model(resolved, store, "planted/llama-toxic-sft", progress=stop_after_two_batches)
+        status, kept = store.query("SELECT status, (SELECT count(*) FROM completions) FROM audits")[0]
+        assert status == "running" and 0 < kept < 200
+        finished = audit_model(resolved, store, "planted/llama-toxic-sft")
+        rows = store.query("SELECT audit_id, status, n_completions FROM audits")
+        duplicates = store.query("SELECT count(*) - count(DISTINCT prompt_id) FROM completions")[0][0]
+    assert finished.resumed and finished.status == "done"
+    assert rows == [(finished.audit_id, "done", 200)] and duplicates == 0
