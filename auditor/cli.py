@@ -233,8 +233,16 @@ def sim() -> None:
     metavar="Q/W",
     help="Enforce Q requests per W seconds per bucket, as the Hub does (e.g. 500/300).",
 )
+@click.option(
+    "--tiny",
+    is_flag=True,
+    help="Add the tiny real models with planted behaviour, the prompt dataset and a tiny Detoxify checkpoint"
+    " (trained on first use and cached, about 20 s).",
+)
 @config_option
-def sim_serve(world_spec: str, host: str, port: int, rate_limit: str | None, config_path: Path | None) -> None:
+def sim_serve(
+    world_spec: str, host: str, port: int, rate_limit: str | None, tiny: bool, config_path: Path | None
+) -> None:
     """Serve a generated Hub over HTTP until interrupted; prints its URL first.
 
     \b
@@ -255,11 +263,27 @@ def sim_serve(world_spec: str, host: str, port: int, rate_limit: str | None, con
             limit = (int(quota), float(window))
         except ValueError:
             raise click.BadParameter("use Q/W, e.g. 500/300", param_hint="--rate-limit") from None
+    from auditor.config import load_config
+
+    resolved = load_config(config_path)  # validated, so a broken config shows here rather than later
     world = build_world(spec)
+    if tiny:
+        from auditor.simhub.tinyworld import build_tiny_assets, default_cache, install_tiny_models
+
+        assets = build_tiny_assets(default_cache())
+        install_tiny_models(world, assets)
+        world.tokens["hf_sim_all_access"] = {"*"}
     hub = SimHub(world, host=host, port=port, rate_limit=limit)
     click.echo(hub.url)
     sys.stdout.flush()
     click.echo(f"serving {len(world.models)} models ({spec}); Ctrl-C to stop", err=True)
+    if tiny:
+        click.echo(
+            "tiny models installed; gated ones open to HF_TOKEN=hf_sim_all_access. Score offline with:\n"
+            f'  [scoring]\n  checkpoint = "{assets.detoxify_checkpoint}"\n  config_dir = "{assets.detoxify_config}"',
+            err=True,
+        )
+    del resolved
     try:
         hub.serve_forever()
     except KeyboardInterrupt:
@@ -358,9 +382,11 @@ def main(argv: list[str] | None = None) -> None:
     except AuditorError as err:
         if debug:
             raise
-        click.echo(f"error: {err}", err=True)
+        from auditor.textsafety import strip_control
+
+        click.echo(f"error: {strip_control(str(err))}", err=True)
         if err.hint:
-            click.echo(f"hint: {err.hint}", err=True)
+            click.echo(f"hint: {strip_control(err.hint)}", err=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)

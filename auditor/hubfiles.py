@@ -6,10 +6,25 @@ Everything here goes through huggingface_hub (`HfApi`, `snapshot_download`), so 
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from auditor.errors import ModelFailed, ModelSkipped
+
+OFFICIAL_ENDPOINT = "https://huggingface.co"
+
+
+def token_for(endpoint: str) -> bool | None:
+    """Whether the user's Hub token may go to `endpoint`.
+
+    huggingface_hub sends the token to the official Hub or to whatever `HF_ENDPOINT` names; the
+    auditor keeps that rule when its endpoint comes from a config file or a flag, so that a typo or
+    a hostile config never ships the token to another host. Returns None (huggingface_hub finds the
+    token itself) or False (send none).
+    """
+    trusted = {OFFICIAL_ENDPOINT, os.environ.get("HF_ENDPOINT", "").rstrip("/")}
+    return None if endpoint.rstrip("/") in trusted else False
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,7 @@ def list_repo_files(repo_id: str, revision: str | None, *, endpoint: str, repo_t
     )
     from huggingface_hub.hf_api import RepoFile
 
-    api = HfApi(endpoint=endpoint)
+    api = HfApi(endpoint=endpoint, token=token_for(endpoint))
     what = f"{repo_type} {repo_id}" + (f" at {revision}" if revision else "")
     try:
         info = api.repo_info(repo_id, revision=revision, repo_type=repo_type)
@@ -75,6 +90,7 @@ def download(
             allow_patterns=paths,
             cache_dir=str(cache_dir) if cache_dir else None,
             endpoint=endpoint,
+            token=token_for(endpoint),
         )
     except GatedRepoError:
         raise _gated(repo.repo_id) from None

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 from auditor.config import HubSettings
 from auditor.errors import HubError, HubUnavailableError
+from auditor.hubfiles import token_for
 
 
 class RequestMeter:
@@ -83,10 +84,9 @@ class HubClient:
 
         url = f"{self.endpoint}/api/models/{quote(repo_id, safe='/')}"
         try:
-            response = self._get(url, [("expand", f) for f in fields])
+            data, _ = self._get(url, [("expand", f) for f in fields])
         except RepositoryNotFoundError:
             return None
-        data = response.json()
         if not isinstance(data, dict):
             raise HubError(f"the Hub sent a {type(data).__name__} for model {repo_id}, expected an object")
         return data
@@ -109,15 +109,14 @@ class HubClient:
         url: str | None = f"{self.endpoint}/api/models"
         first = True
         while url is not None:
-            response = self._get(url, params if first else None)
+            page, url = self._get(url, params if first else None)
             first = False
-            page = response.json()
             if not isinstance(page, list):
                 raise HubError(f"the Hub sent a {type(page).__name__} for a model listing, expected a list")
             yield page
-            url = response.links.get("next", {}).get("url")
 
-    def _get(self, url: str, params: list[tuple[str, Any]] | None) -> Any:
+    def _get(self, url: str, params: list[tuple[str, Any]] | None) -> tuple[Any, str | None]:
+        """GET `url` and decode its JSON: (data, the next page's URL from the Link header)."""
         import httpx2
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
@@ -128,14 +127,14 @@ class HubClient:
                 "GET",
                 url,
                 params=params,
-                headers=build_hf_headers(),
+                headers=build_hf_headers(token=token_for(self.endpoint)),
                 timeout=settings.timeout_s,
                 max_retries=settings.max_retries,
                 base_wait_time=settings.backoff_s,
                 max_wait_time=max(settings.backoff_s * 8, settings.backoff_s),
             )
             hf_raise_for_status(response)
-            return response
+            return response.json(), response.links.get("next", {}).get("url")
         except RepositoryNotFoundError:
             raise
         except HfHubHTTPError as err:

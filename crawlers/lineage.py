@@ -38,6 +38,7 @@ from auditor.errors import CrawlError, HubError
 from auditor.lineage import RELATIONS, ModelSnapshot
 from auditor.store import LineageStore, Store
 from auditor.store.lineage import CrawlRun, KnownModel, Listing
+from auditor.textsafety import strip_control
 from crawlers.hub import HubClient
 from crawlers.hubjson import LINEAGE_FIELDS, parse_model
 
@@ -128,6 +129,8 @@ class _Crawl:
         self.stage = "starting"
         self.run_row: CrawlRun | None = None
         self.full = False
+        self.unfinished: list[int] = []
+        self.skipped_items = 0
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -165,6 +168,7 @@ class _Crawl:
                 "resumed": resumed,
                 "missing_roots": self.missing_roots,
                 "failed_listings": len(self.failed),
+                "skipped_items": self.skipped_items,
                 "listings": len(self.listed),
             },
         )
@@ -178,6 +182,7 @@ class _Crawl:
         )
 
     def _open_run(self) -> tuple[CrawlRun, bool]:
+        self.unfinished = self.ledger.unfinished_runs_since_last_done()
         latest = self.ledger.latest_run()
         if (
             latest is not None
@@ -240,24 +245,38 @@ class _Crawl:
         self._flush(force=True)
         return self._pending_tasks(run)
 
-    def _pending_tasks(self, run: CrawlRun, *, new_created_before: datetime | None = None) -> deque[_Task]:
-        """Listings still owed for models this run has seen (all of them on a fresh full run)."""
+    def _pending_tasks(
+        self, run: CrawlRun, *, new_in: tuple[int, ...] = (), new_created_before: datetime | None = None
+    ) -> deque[_Task]:
+        """Listings still owed: for the models this run has seen (all of them on a fresh full run),
+        or with `new_in`, for the models those runs brought into the tree."""
         tasks: deque[_Task] = deque()
-        for repo_id, counts in self.ledger.children_counts_in_run(run.crawl_id, new_created_before=new_created_before):
+        for repo_id, counts in self.ledger.children_counts_in_run(
+            run.crawl_id, new_in=new_in, new_created_before=new_created_before
+        ):
             relations = RELATIONS if counts is None else [r for r in RELATIONS if counts.get(r, 0) > 0]
             tasks.extend(_Task(repo_id, r) for r in relations if (repo_id, r) not in self.listed)
         return tasks
 
     def _incremental_tasks(self, run: CrawlRun) -> deque[_Task]:
         assert run.feed_since is not None
-        self.known = self.ledger.current_models(before_crawl=run.crawl_id)
+        # Runs that never completed since the last one that did: what they let into the tree still
+        # counts as new, so the listings they owed are made now.
+        unfinished = tuple(sorted({*self.unfinished, run.crawl_id}))
+        self.known = self.ledger.current_models(before_crawls=unfinished)
         self.stage = "reading the change feed"
         feed: dict[str, ModelSnapshot] = {}
         newest: datetime | None = None
         for page in self.client.list_pages(sort="lastModified", fields=LINEAGE_FIELDS):
             stop = False
             for item in page:
-                snapshot = parse_model(item)
+                try:
+                    snapshot = parse_model(item)
+                except HubError as err:
+                    # The feed covers the whole Hub: one malformed stranger must not stop the crawl.
+                    self.skipped_items += 1
+                    log.warning("skipping a model in the change feed: %s", strip_control(str(err)))
+                    continue
                 if snapshot.last_modified is not None and newest is None:
                     newest = snapshot.last_modified
                 if snapshot.last_modified is None or snapshot.last_modified < run.feed_since:
@@ -285,7 +304,7 @@ class _Crawl:
                     del waiting[repo_id]
                     progressed = True
         # What an interrupted attempt of this run had brought in but not listed yet.
-        tasks = self._pending_tasks(run, new_created_before=run.feed_since)
+        tasks = self._pending_tasks(run, new_in=unfinished, new_created_before=run.feed_since)
         for snapshot in accepted:
             joined = snapshot.repo_id not in self.known
             self._accept(snapshot)
@@ -313,7 +332,7 @@ class _Crawl:
                 continue
             tasks.extend(self._accept(parse_model(root_item), explore=known_root is None))
 
-        due = [pair for pair in self.ledger.listings_older_than(cutoff) if pair not in self.listed]
+        due = [pair for pair in self.ledger.listings_due(cutoff) if pair not in self.listed]
         if due:
             self.known_children = {}
             for child, known in self.known.items():
@@ -328,7 +347,11 @@ class _Crawl:
 
     def _execute(self, tasks: deque[_Task]) -> None:
         self.stage = "listing children"
-        queued = {(t.repo_id, t.relation) for t in tasks}
+        unique: dict[tuple[str, str], _Task] = {}
+        for task in tasks:
+            unique.setdefault((task.repo_id, task.relation), task)
+        tasks = deque(unique.values())
+        queued = set(unique)
         consecutive_failures = 0
         in_flight: dict[Future[list[dict[str, Any]]], _Task] = {}
         pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="crawl")
@@ -380,12 +403,14 @@ class _Crawl:
         found: set[str] = set()
         new_tasks: list[_Task] = []
         for item in children:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                found.add(item["id"])  # listed, so it exists, even if its metadata does not parse
             try:
                 snapshot = parse_model(item)
             except HubError as err:
-                log.warning("skipping a child of %s: %s", task.repo_id, err)
+                self.skipped_items += 1
+                log.warning("skipping a child of %s: %s", strip_control(task.repo_id), strip_control(str(err)))
                 continue
-            found.add(snapshot.repo_id)
             if snapshot.repo_id in self.seen:
                 continue
             # In an incremental crawl only models new to the tree have unknown subtrees.

@@ -9,25 +9,13 @@ act on.
 
 from __future__ import annotations
 
-import re
 import sys
 from typing import IO, TYPE_CHECKING
 
+from auditor.textsafety import strip_control
+
 if TYPE_CHECKING:
     from rich.console import Console
-
-# CSI, OSC (terminated by BEL or ST), and other two-byte escapes.
-_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def strip_control(text: str) -> str:
-    """Remove ANSI escape sequences, C0/C1 control characters and bidi overrides (keeps \\t, \\n).
-
-    >>> strip_control("ok\\x1b[2Jbad\\x07")
-    'okbad'
-    """
-    return _CONTROL.sub("", _ANSI.sub("", text))
 
 
 def safe_text(value: object, *, markup: bool = True) -> str:

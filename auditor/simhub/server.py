@@ -80,8 +80,10 @@ class HubView:
         self._cache: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    def model_json(self, repo: SimRepo, fields: Iterable[str] | None, sha: str | None = None) -> dict[str, Any]:
-        """One model as the Hub describes it; `fields=None` means every field."""
+    def model_json(
+        self, repo: SimRepo, fields: Iterable[str] | None, sha: str | None = None, *, blobs: bool = False
+    ) -> dict[str, Any]:
+        """One model as the Hub describes it; `fields=None` means every field; `blobs` adds file sizes."""
         world = self.world
         sha = sha or repo.sha
         wanted = None if fields is None else set(fields)
@@ -147,7 +149,7 @@ class HubView:
                 except ValueError:
                     out["config"] = {}
         if want("siblings"):
-            out["siblings"] = [{"rfilename": path} for path in sorted(generated_files(world, repo, sha))]
+            out["siblings"] = _siblings(generated_files(world, repo, sha), blobs=blobs)
         if want("spaces"):
             out["spaces"] = []
         if want("usedStorage"):
@@ -373,6 +375,13 @@ class _Handler(BaseHTTPRequestHandler):
             )
         else:
             fields = LIST_DEFAULT_FIELDS
+        extra = tuple(
+            name
+            for name, flag in (("cardData", "cardData"), ("config", "config"))
+            if query.get(flag, ["false"])[0].lower() in ("true", "1")
+        )
+        if extra and fields is not None:
+            fields = (*fields, *extra)
         data = []
         for repo_id in page:
             repo = world.models.get(repo_id)
@@ -402,10 +411,20 @@ class _Handler(BaseHTTPRequestHandler):
             return rev
         raise _HubError(404, "RevisionNotFound", f"Invalid rev id: {rev}")
 
-    def _api_repo(self, repo_type: str, rest: str, query: dict[str, list[str]]) -> tuple[int, bytes, dict[str, str]]:
+    def _split_repo(self, repo_type: str, rest: str, markers: tuple[str, ...]) -> tuple[str, list[str]]:
+        """Split `owner/name/...`, or a legacy owner-less `name/...`, into (repo id, the rest)."""
         parts = rest.split("/")
-        repo_id = "/".join(parts[:2])
-        tail = parts[2:]
+        world = self.server.hub.view.world
+        repos = world.models if repo_type == "model" else world.datasets
+        two = "/".join(parts[:2])
+        if len(parts) >= 2 and two in repos:
+            return two, parts[2:]
+        if parts[0] in repos or (len(parts) >= 2 and parts[1] in markers):
+            return parts[0], parts[1:]
+        return two, parts[2:]
+
+    def _api_repo(self, repo_type: str, rest: str, query: dict[str, list[str]]) -> tuple[int, bytes, dict[str, str]]:
+        repo_id, tail = self._split_repo(repo_type, rest, ("revision", "tree"))
         repo = self._repo(repo_type, repo_id)
         view = self.server.hub.view
         if not tail or tail[0] == "revision":
@@ -413,7 +432,8 @@ class _Handler(BaseHTTPRequestHandler):
             if repo_type == "dataset":
                 return self._json(view.dataset_json(repo, sha))
             expand = query.get("expand") or query.get("expand[]") or None
-            return self._json(view.model_json(repo, expand, sha))
+            blobs = query.get("blobs", ["false"])[0].lower() in ("true", "1")
+            return self._json(view.model_json(repo, expand, sha, blobs=blobs))
         if tail[0] == "tree" and len(tail) >= 2:
             sha = self._revision(repo, tail[1])
             prefix = "/".join(tail[2:]).strip("/")
@@ -422,12 +442,12 @@ class _Handler(BaseHTTPRequestHandler):
         raise _HubError(404, "NotFound", f"Unknown endpoint {rest}")
 
     def _resolve(self, repo_type: str, rest: str, *, head: bool) -> tuple[int, bytes, dict[str, str]]:
-        parts = rest.split("/")
-        if len(parts) < 5 or parts[2] != "resolve":
+        repo_id, tail = self._split_repo(repo_type, rest, ("resolve",))
+        if len(tail) < 3 or tail[0] != "resolve":
             raise _HubError(404, "NotFound", "Not found")
-        repo = self._repo(repo_type, "/".join(parts[:2]))
-        sha = self._revision(repo, parts[3])
-        filename = unquote("/".join(parts[4:]))
+        repo = self._repo(repo_type, repo_id)
+        sha = self._revision(repo, tail[1])
+        filename = unquote("/".join(tail[2:]))
         files = generated_files(self.server.hub.view.world, repo, sha)
         entry = files.get(filename)
         if entry is None:
@@ -528,6 +548,23 @@ def lineage_digest(nodes: Iterable[str], edges: Iterable[tuple[str, ...]]) -> st
     return digest.hexdigest()[:16]
 
 
+def _siblings(files: dict[str, SimFile], *, blobs: bool) -> list[dict[str, Any]]:
+    siblings: list[dict[str, Any]] = []
+    for path, entry in sorted(files.items()):
+        item: dict[str, Any] = {"rfilename": path}
+        if blobs:
+            item["size"] = len(entry.content)
+            item["blobId"] = _git_oid(entry.content)
+            if entry.lfs:
+                item["lfs"] = {
+                    "sha256": hashlib.sha256(entry.content).hexdigest(),
+                    "size": len(entry.content),
+                    "pointerSize": 134,
+                }
+        siblings.append(item)
+    return siblings
+
+
 def _tree(files: dict[str, SimFile], prefix: str, recursive: bool) -> list[dict[str, Any]]:
     entries: dict[str, dict[str, Any]] = {}
     for path, entry in sorted(files.items()):
@@ -600,6 +637,15 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
     hub: SimHub
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up (or a fault we injected) is routine here, not worth a traceback.
+        import sys
+
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class SimHub:

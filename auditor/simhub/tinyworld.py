@@ -149,6 +149,14 @@ class TinyAssets:
     detoxify_config: Path
 
 
+def default_cache() -> Path:
+    """Where `auditor sim serve --tiny` keeps its assets: $XDG_CACHE_HOME/hub-auditor (or ~/.cache)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "hub-auditor"
+
+
 def build_tiny_assets(cache: Path, *, seed: int = 0) -> TinyAssets:
     """Build (or reuse from `cache`) every tiny model, the dataset and the Detoxify checkpoint."""
     root = cache / f"tiny-v{ASSETS_VERSION}-s{seed}"

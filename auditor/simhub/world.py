@@ -492,7 +492,7 @@ def build_world(spec: WorldSpec, *, roots: tuple[str, ...] = DEFAULT_ROOTS) -> W
             num_parameters=_PARAMS.get(family),
         )
     if spec.defects:
-        _plant_defects(world, rng)
+        _plant_defects(world, rng, detached=spec.size >= 100)
     families = ["gemma", "llama", "phi", "mistral"]
     weights = [3, 4, 2, 1]
     while len(world.models) < spec.size:
@@ -510,78 +510,47 @@ def _orphan(world: World, rng: random.Random) -> None:
     )
 
 
-def _plant_defects(world: World, rng: random.Random) -> None:
-    gemma_it, llama_it, phi = (
-        "google/gemma-2-2b-it",
-        "meta-llama/Llama-3.1-8B-Instruct",
-        "microsoft/Phi-3.5-mini-instruct",
-    )
+def _plant_defects(world: World, rng: random.Random, *, detached: bool = True) -> None:
+    """The defects seen in the wild. Eight models always; the rest (28) in worlds of 100 or more."""
+    gemma_it, llama_it = "google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct"
+    phi, phi3 = "microsoft/Phi-3.5-mini-instruct", "microsoft/Phi-3-mini-4k-instruct"
     common: dict[str, Any] = {"license": "apache-2.0", "downloads": 10}
-    # A merge naming a parent that does not exist, and a finetune whose only parent is missing.
-    world.add_model(
-        "defects/merge-with-ghost",
-        declared=[llama_it, "ghost/deleted-model"],
-        relation="merge",
-        family="llama",
-        **common,
-    )
-    world.add_model(
-        "defects/only-ghost-parent",
-        declared=["ghost/never-existed"],
-        relation="finetune",
-        family="llama",
-        **common,
-    )
-    # Self-references.
-    world.add_model(
-        "defects/names-itself",
-        declared=[gemma_it, "defects/names-itself"],
-        relation="finetune",
-        family="gemma",
-        **common,
-    )
-    world.add_model("defects/only-itself", declared=["defects/only-itself"], relation="finetune", **common)
+
+    def add(repo_id: str, declared: list[str], relation: str | None, family: str | None) -> None:
+        world.add_model(repo_id, declared=declared, relation=relation, family=family, **common)
+
+    # A merge naming a parent that does not exist.
+    add("defects/merge-with-ghost", [llama_it, "ghost/deleted-model"], "merge", "llama")
+    # Self-references: next to a real parent, and alone (unreachable).
+    add("defects/names-itself", [gemma_it, "defects/names-itself"], "finetune", "gemma")
+    add("defects/only-itself", ["defects/only-itself"], "finetune", None)
     # Two parents on a finetune.
-    world.add_model(
-        "defects/two-parents",
-        declared=[phi, "microsoft/Phi-3-mini-4k-instruct"],
-        relation="finetune",
-        family="phi",
-        **common,
-    )
-    # A 2-cycle hanging off the tree, and a 3-cycle through a merge.
-    world.add_model("defects/cycle-a", declared=[gemma_it], relation="finetune", family="gemma", **common)
-    world.add_model("defects/cycle-b", declared=["defects/cycle-a"], relation="finetune", family="gemma", **common)
+    add("defects/two-parents", [phi, phi3], "finetune", "phi")
+    # A 2-cycle hanging off the tree.
+    add("defects/cycle-a", [gemma_it], "finetune", "gemma")
+    add("defects/cycle-b", ["defects/cycle-a"], "finetune", "gemma")
     world.redeclare("defects/cycle-a", [gemma_it, "defects/cycle-b"], "finetune")
-    world.add_model("defects/ring-1", declared=[llama_it, "defects/ring-3"], relation="merge", family="llama", **common)
-    world.add_model("defects/ring-2", declared=["defects/ring-1"], relation="finetune", family="llama", **common)
-    world.add_model("defects/ring-3", declared=["defects/ring-2"], relation="adapter", family="llama", **common)
-    # A cycle wholly outside the tree must stay out.
-    world.add_model("defects/island-a", declared=["defects/island-b"], relation="finetune", **common)
-    world.add_model("defects/island-b", declared=["defects/island-a"], relation="finetune", **common)
     # A merge across families: in the tree through Phi, with a Mistral parent kept as declared.
-    world.add_model(
-        "defects/cross-family-merge",
-        declared=[phi, UNRELATED_ROOTS[1]],
-        relation="merge",
-        family="phi",
-        **common,
-    )
-    world.add_model("defects/no-base-model", family=None, **common)
+    add("defects/cross-family-merge", [phi, UNRELATED_ROOTS[1]], "merge", "phi")
+    add("defects/no-base-model", [], None, None)
+    if not detached:
+        return
+    # A finetune whose only parent is missing (unreachable).
+    add("defects/only-ghost-parent", ["ghost/never-existed"], "finetune", "llama")
+    # A 3-cycle through a merge, and a cycle wholly outside the tree (which must stay out).
+    add("defects/ring-1", [llama_it, "defects/ring-3"], "merge", "llama")
+    add("defects/ring-2", ["defects/ring-1"], "finetune", "llama")
+    add("defects/ring-3", ["defects/ring-2"], "adapter", "llama")
+    add("defects/island-a", ["defects/island-b"], "finetune", None)
+    add("defects/island-b", ["defects/island-a"], "finetune", None)
     # Detached subtrees: their head declares a missing parent; an edit later attaches them.
     for i in range(6):
         head = f"orphanage/detached-{i}"
         family = ("gemma", "llama", "phi")[i % 3]
-        world.add_model(head, declared=[f"ghost/gone-{i}"], relation="finetune", family=family, **common)
+        add(head, [f"ghost/gone-{i}"], "finetune", family)
         world.models[head].fertile = True
         for j in range(2):
-            world.add_model(
-                f"orphanage/detached-{i}-{j}-child",
-                declared=[head],
-                relation=("quantized", "adapter")[j],
-                family=family,
-                **common,
-            )
+            add(f"orphanage/detached-{i}-{j}-child", [head], ("quantized", "adapter")[j], family)
 
 
 def _as_files(files: Mapping[str, bytes | SimFile]) -> dict[str, SimFile]:

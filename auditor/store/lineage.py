@@ -159,21 +159,25 @@ class LineageStore:
             con.execute("UPDATE crawl_runs SET feed_watermark = ? WHERE crawl_id = ?", [watermark, crawl_id])
 
     def children_counts_in_run(
-        self, crawl_id: int, *, new_created_before: datetime | None = None
+        self, crawl_id: int, *, new_in: Sequence[int] = (), new_created_before: datetime | None = None
     ) -> list[tuple[str, dict[str, int] | None]]:
         """(repo_id, childrenModelCount) of the models this run saw that may have children.
 
-        With `new_created_before`, only the models this run brought into the tree that were created
-        before that time (an incremental crawl owes listings for those alone).
+        With `new_in`, instead: the models those runs brought into the tree (and that are still in
+        it), created before `new_created_before` (an incremental crawl owes listings for those alone).
         """
-        where = "last_seen_crawl = $crawl AND (children_count IS NULL OR children_count <> '{}')"
-        params: dict[str, Any] = {"crawl": crawl_id}
-        if new_created_before is not None:
-            where += (
-                " AND repo_id IN (SELECT repo_id FROM model_changes WHERE crawl_id = $crawl"
-                " AND change IN ('new', 'restored')) AND (created_at IS NULL OR created_at < $before)"
+        has_children = "(children_count IS NULL OR children_count <> '{}')"
+        params: dict[str, Any]
+        if new_in:
+            where = (
+                f"{has_children} AND removed_at IS NULL AND repo_id IN (SELECT repo_id FROM model_changes"
+                " WHERE list_contains($crawls, crawl_id) AND change IN ('new', 'restored'))"
+                " AND (created_at IS NULL OR created_at < $before)"
             )
-            params["before"] = new_created_before
+            params = {"crawls": list(new_in), "before": new_created_before}
+        else:
+            where = f"last_seen_crawl = $crawl AND {has_children}"
+            params = {"crawl": crawl_id}
         rows = self._con.execute(
             f"SELECT repo_id, children_count FROM models WHERE {where} ORDER BY repo_id", params
         ).fetchall()
@@ -204,20 +208,20 @@ class LineageStore:
 
     # -- reads for the crawler ------------------------------------------------------------------
 
-    def current_models(self, *, before_crawl: int | None = None) -> dict[str, KnownModel]:
+    def current_models(self, *, before_crawls: Sequence[int] = ()) -> dict[str, KnownModel]:
         """Every model currently in the tree with its declared parents.
 
-        With `before_crawl`, the tree as it stood before that crawl began: the models the crawl
-        added or restored are left out, so that a resumed crawl still treats them as new.
+        With `before_crawls`, the tree as it stood before those (unfinished) crawls: the models they
+        added or restored are left out, so that the crawl that takes over still treats them as new.
         """
         con = self._con
         exclude = (
-            " AND repo_id NOT IN (SELECT repo_id FROM model_changes WHERE crawl_id = $crawl"
+            " AND repo_id NOT IN (SELECT repo_id FROM model_changes WHERE list_contains($crawls, crawl_id)"
             " AND change IN ('new', 'restored'))"
-            if before_crawl is not None
+            if before_crawls
             else ""
         )
-        params = {"crawl": before_crawl} if before_crawl is not None else {}
+        params = {"crawls": list(before_crawls)} if before_crawls else {}
         parents: dict[str, list[tuple[str, str]]] = {}
         for child, parent, relation in con.execute(
             "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
@@ -238,14 +242,43 @@ class LineageStore:
     def seen_in_run(self, crawl_id: int) -> set[str]:
         return {r[0] for r in self.store.query("SELECT repo_id FROM models WHERE last_seen_crawl = ?", [crawl_id])}
 
-    def listings_older_than(self, cutoff: datetime) -> list[tuple[str, str]]:
-        """(repo_id, relation) of current models whose children were last listed before `cutoff`."""
+    def listings_due(self, cutoff: datetime) -> list[tuple[str, str]]:
+        """(repo_id, relation) whose children were last listed before `cutoff`.
+
+        A parent whose children the crawl has only met through the change feed has no listing of
+        its own yet; it counts as listed when its first child was stored, so it joins the cycle.
+        """
         rows = self.store.query(
-            "SELECT l.repo_id, l.relation FROM crawl_listings l JOIN models m ON m.repo_id = l.repo_id"
-            " WHERE m.removed_at IS NULL AND l.listed_at < ? ORDER BY l.repo_id, l.relation",
+            """
+            WITH pairs AS (
+                SELECT l.parent AS repo_id, l.relation, min(r.started_at) AS first_seen
+                FROM lineage l
+                JOIN models c ON c.repo_id = l.child AND c.removed_at IS NULL
+                JOIN models p ON p.repo_id = l.parent AND p.removed_at IS NULL
+                JOIN crawl_runs r ON r.crawl_id = l.first_seen_crawl
+                GROUP BY ALL
+            ),
+            candidates AS (
+                SELECT coalesce(c.repo_id, p.repo_id) AS repo_id, coalesce(c.relation, p.relation) AS relation,
+                       coalesce(c.listed_at, p.first_seen) AS last_listed
+                FROM (SELECT cl.* FROM crawl_listings cl JOIN models m ON m.repo_id = cl.repo_id
+                      WHERE m.removed_at IS NULL) c
+                FULL OUTER JOIN pairs p ON p.repo_id = c.repo_id AND p.relation = c.relation
+            )
+            SELECT repo_id, relation FROM candidates WHERE last_listed < ? ORDER BY repo_id, relation
+            """,
             [cutoff],
         )
         return [(r[0], r[1]) for r in rows]
+
+    def unfinished_runs_since_last_done(self) -> list[int]:
+        """Runs that never completed after the last completed one (killed, failed or abandoned)."""
+        rows = self.store.query(
+            "SELECT crawl_id FROM crawl_runs WHERE status <> 'done'"
+            " AND crawl_id > coalesce((SELECT max(crawl_id) FROM crawl_runs WHERE status = 'done'), 0)"
+            " ORDER BY crawl_id"
+        )
+        return [int(r[0]) for r in rows]
 
     # -- batched writes -------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ def audited(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
     with SimHub(world) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the token goes only where HF_ENDPOINT points
         resolved = audit_config(hub, tiny_assets, tmp / "cache")
         store_path = tmp / "a.duckdb"
         outcomes: dict[str, AuditOutcome] = {}
@@ -183,6 +184,7 @@ def test_an_interrupted_audit_is_finished_once(
             raise KeyboardInterrupt
 
     with SimHub(world) as hub, Store.open(tmp_path / "a.duckdb") as store:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
         resolved = audit_config(hub, tiny_assets, tmp_path / "cache", **{"audit.batch_size": 16})
         with pytest.raises(KeyboardInterrupt):
             audit_model(resolved, store, "planted/llama-toxic-sft", progress=stop_after_two_batches)
@@ -193,3 +195,17 @@ def test_an_interrupted_audit_is_finished_once(
         duplicates = store.query("SELECT count(*) - count(DISTINCT prompt_id) FROM completions")[0][0]
     assert finished.resumed and finished.status == "done"
     assert rows == [(finished.audit_id, "done", 200)] and duplicates == 0
+
+
+def test_the_token_goes_only_where_hf_endpoint_points(
+    tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = audit_world(tiny_assets)
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    with SimHub(world) as hub, Store.open(tmp_path / "a.duckdb") as store:
+        # The endpoint comes from the config alone: the token must not be sent, so the gated root
+        # is refused exactly as for an anonymous user.
+        resolved = audit_config(hub, tiny_assets, tmp_path / "cache")
+        outcome = audit_model(resolved, store, "meta-llama/Llama-3.1-8B-Instruct")
+    assert outcome.status == "skipped" and "gated" in (outcome.reason or "")

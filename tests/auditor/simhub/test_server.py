@@ -56,9 +56,24 @@ def test_listing_filters_are_anded_and_follow_link_pages(api: HfApi, world: Worl
     both = {m.id for m in api.list_models(filter=[f"base_model:finetune:{GEMMA_IT}", "license:apache-2.0"])}
     assert both and both < children
 
-    # A small page size forces several pages through the Link header; none is lost or repeated.
-    paged = [m.id for m in api.list_models(filter=f"base_model:finetune:{GEMMA_IT}", limit=None, expand=["sha"])]
-    assert paged == listed
+
+def test_hfapi_follows_link_pages_to_the_end(api: HfApi, hub: SimHub, world: World) -> None:
+    hub.stats.reset()
+    everything = [m.id for m in api.list_models()]
+    live = [m.repo_id for m in world.live_models()]
+    assert len(live) > 1000  # more than one page of 1000
+    assert len(everything) == len(set(everything)) == len(live) and set(everything) == set(live)
+    assert hub.stats.snapshot()["route:list"] == -(-len(live) // 1000)
+
+
+def test_card_data_config_blobs_and_legacy_ids(api: HfApi, world: World) -> None:
+    listed = next(iter(api.list_models(search="defects/two-parents", cardData=True, fetch_config=True)))
+    assert listed.card_data is not None and listed.card_data.base_model == [PHI, "microsoft/Phi-3-mini-4k-instruct"]
+    assert listed.config == {"architectures": ["Phi3ForCausalLM"], "model_type": "phi3"}
+    world.add_model("gpt2", files={"config.json": b"{}", "model.safetensors": SimFile(b"w" * 300, lfs=True)})
+    info = api.model_info("gpt2", files_metadata=True)
+    sizes = {s.rfilename: (s.size, s.lfs.size if s.lfs else None) for s in info.siblings or []}
+    assert sizes == {"config.json": (2, None), "model.safetensors": (300, 300)}
 
 
 def test_listing_pages_carry_a_link_header(hub: SimHub) -> None:
