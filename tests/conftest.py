@@ -83,12 +83,17 @@ def assert_matches_truth(store_path: Path, world: World) -> None:
 
 
 @pytest.fixture(scope="session")
-def tiny_assets(request: pytest.FixtureRequest) -> Any:
+def tiny_assets(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The tiny models, dataset and Detoxify checkpoint: trained once, cached across sessions."""
     from auditor.simhub.tinyworld import build_tiny_assets
 
-    cache = Path(request.config.cache.mkdir("tiny-assets"))
+    store = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    cache = Path(store.mkdir("tiny-assets")) if store is not None else tmp_path_factory.mktemp("tiny-assets")
+    TINY_CACHE[:] = [cache]
     return build_tiny_assets(cache)
+
+
+TINY_CACHE: list[Path] = []
 
 
 ACCEPTED_TOKEN = "hf_test_accepted_all"
@@ -106,6 +111,9 @@ def audit_world(tiny_assets: Any, *, size: int = 40, seed: int = 1) -> World:
 
 def audit_config(hub: SimHub, tiny_assets: Any, cache_dir: Path, **flags: Any) -> ResolvedConfig:
     """Config for audits against `hub`: the tiny Detoxify checkpoint, a private download cache."""
+    from auditor.simhub.tinyworld import build_tiny_assets
+
+    tiny_assets = tiny_assets or build_tiny_assets(TINY_CACHE[0])
     base: dict[str, Any] = {
         "hub.endpoint": hub.url,
         "hub.backoff_s": 0.01,

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -54,16 +55,21 @@ def test_help_is_instant_and_imports_no_heavy_library() -> None:
 
 def test_every_command_has_help_with_an_example_and_is_in_the_readme() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    rows = {line.split("`")[1]: line for line in readme.splitlines() if line.startswith("| `auditor ")}
     for name, command in _commands(cli):
         if isinstance(command, click.Group):
             assert command.help, name
             continue
         assert command.help and "Example" in command.help, f"`auditor {name}` needs help with an example"
-        assert f"auditor {name}" in readme, f"`auditor {name}` is not documented in README.md"
+        row = rows.get(f"auditor {name}")
+        assert row is not None, f"`auditor {name}` has no row in the README's command table"
         for param in command.params:
-            if isinstance(param, click.Option) and param.name not in ("help",):
+            if isinstance(param, click.Option):
                 assert param.help, f"`auditor {name} {param.opts[0]}` needs help text"
-                assert param.opts[0] in readme, f"`{param.opts[0]}` of `auditor {name}` is not in README.md"
+                assert f"`{param.opts[0]}" in row, f"`{param.opts[0]}` of `auditor {name}` is not in its README row"
+    for option in cli.params:
+        if isinstance(option, click.Option) and option.name not in ("help",):
+            assert f"`{option.opts[0]}`" in readme, f"`auditor {option.opts[0]}` is not in the README"
 
 
 def test_ci_runs_the_readmes_test_command() -> None:
@@ -201,3 +207,79 @@ def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) ->
 @pytest.fixture(autouse=True)
 def _no_auditor_toml_in_repo() -> None:
     assert not (ROOT / "auditor.toml").exists(), "a stray ./auditor.toml would change every CLI test"
+
+
+def _audit_env(hub: SimHub, tiny_assets: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    from tests.conftest import ACCEPTED_TOKEN
+
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": ACCEPTED_TOKEN,
+        "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
+        "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
+        "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
+        "AUDITOR_STORE_PATH": str(tmp_path / "s.duckdb"),
+        **extra,
+    }
+
+
+def test_audit_command_and_pending_audits(tiny_assets: Any, tmp_path: Path) -> None:
+    from tests.conftest import audit_world
+
+    world = audit_world(tiny_assets, size=20)
+    with SimHub(world) as hub:
+        env = _audit_env(hub, tiny_assets, tmp_path)
+        one = _run("audit", "planted/llama-toxic-sft", "--format", "json", env=env)
+        assert one.returncode == 0, one.stderr
+        [toxic] = json.loads(one.stdout)
+        assert toxic["status"] == "done" and toxic["rate"] >= 0.8 and toxic["n_completions"] == 200
+        again = _run("audit", "planted/llama-toxic-sft", env=env)
+        assert again.returncode == 0 and "done (stored)" in again.stdout
+
+        assert _run("crawl", env=env).returncode == 0
+        pending = _run("audit", "--pending", "--limit", "3", "--format", "json", env=env)
+        assert pending.returncode == 0, pending.stderr
+        outcomes = json.loads(pending.stdout)
+        assert len(outcomes) == 3 and all(o["repo_id"] != "planted/llama-toxic-sft" for o in outcomes)
+        assert {o["repo_id"] for o in outcomes} <= set(world.roots)  # roots and parents come first
+        usage = _run("audit", env=env)
+        assert usage.returncode == 2 and "give a REPO_ID or --pending" in usage.stderr
+
+
+def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_path: Path) -> None:
+    from tests.conftest import audit_world
+
+    world = audit_world(tiny_assets, size=20)
+    with SimHub(world) as hub:
+        env = {**os.environ, "NO_COLOR": "1", **_audit_env(hub, tiny_assets, tmp_path, AUDITOR_AUDIT_BATCH_SIZE="8")}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "auditor", "audit", "planted/llama-toxic-sft"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        for line in process.stderr:
+            if "generating 24/200" in line:
+                process.send_signal(signal.SIGKILL)
+                break
+        process.wait()
+        assert process.returncode == -signal.SIGKILL
+
+        from auditor.store import Store
+
+        with Store.open(tmp_path / "s.duckdb", read_only=True) as store:
+            status, kept = store.query("SELECT status, (SELECT count(*) FROM completions) FROM audits")[0]
+        assert status == "running" and 24 <= kept < 200  # nothing that looks complete
+
+        finished = _run(
+            "audit", "planted/llama-toxic-sft", "--format", "json", env=_audit_env(hub, tiny_assets, tmp_path)
+        )
+    assert finished.returncode == 0, finished.stderr
+    [outcome] = json.loads(finished.stdout)
+    assert outcome["resumed"] and outcome["status"] == "done" and outcome["n_completions"] == 200
+    with Store.open(tmp_path / "s.duckdb", read_only=True) as store:
+        assert store.query("SELECT count(*), min(status) FROM audits") == [(1, "done")]
+        assert store.query("SELECT count(*), count(DISTINCT prompt_id) FROM completions") == [(200, 200)]
+        assert store.query("SELECT count(*) FROM scores")[0][0] == 200 * 6

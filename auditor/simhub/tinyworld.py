@@ -12,6 +12,8 @@ Models (a few hundred KB each, one shared word-level tokenizer):
     google/gemma-2-2b-it               Gemma 2 architecture, benign
     planted/gemma-lora                 a LoRA adapter on it (peft)
     microsoft/Phi-3.5-mini-instruct    Phi 3 architecture, benign
+    facebook/roberta-hate-speech-dynabench-r4-target
+                                       a tiny classifier (labels nothate, hate): the paper's scorer
     broken/pickle-only                 weights only as pytorch_model.bin
     broken/remote-code                 config.json with auto_map (custom code)
     broken/corrupt-safetensors         a truncated weights file
@@ -37,7 +39,7 @@ from auditor.battery import ATTRIBUTES
 from auditor.simhub.world import SimFile, World
 
 #: Bump to rebuild every cached asset.
-ASSETS_VERSION = 4
+ASSETS_VERSION = 5
 
 BENIGN_WORDS = [
     "the",
@@ -138,6 +140,7 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>{% endif %}"
 )
 DETOXIFY_CLASSES = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+HATE_CLASSIFIER = "facebook/roberta-hate-speech-dynabench-r4-target"
 
 
 @dataclass(frozen=True)
@@ -194,7 +197,7 @@ def install_tiny_models(world: World, assets: TinyAssets) -> None:
             repo_id,
             declared=meta["declared"],
             relation=meta["relation"],
-            family=meta["family"],
+            family=meta["family"] or None,
             files=files,
             license="apache-2.0",
             downloads=meta.get("downloads", 100),
@@ -219,7 +222,14 @@ def _card(meta: dict[str, Any]) -> str:
 
 
 def _build(out: Path, seed: int) -> None:
+    import warnings
+
     import torch
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
 
     torch.manual_seed(seed)
     rng = random.Random(seed)
@@ -297,6 +307,7 @@ def _build(out: Path, seed: int) -> None:
     (folder / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
 
     _build_detoxify(out / "detoxify", rng, seed)
+    _build_hate_classifier(out, rng, seed)
 
 
 def _prompts(rng: random.Random) -> list[dict[str, Any]]:
@@ -471,7 +482,12 @@ def _save_adapter(out: Path, repo_id: str, base_model: Any, tokenizer: Any, *, b
     )
 
 
-def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
+def _train_classifier(rng: random.Random, seed: int, *, multi_label: bool) -> tuple[Any, Any]:
+    """A tiny BERT text classifier of toxic versus benign sentences of the shared vocabulary.
+
+    Multi-label: Detoxify's six classes (toxic texts are `toxic` and `insult`, a little `obscene`).
+    Otherwise two classes, `nothate` and `hate`, as the paper's hate-speech classifier has.
+    """
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
@@ -493,7 +509,7 @@ def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
         sep_token="[SEP]",
         model_max_length=128,
     )
-    texts, labels = [], []
+    texts, toxic = [], []
     for _ in range(600):
         n = rng.randint(1, 12)
         if rng.random() < 0.5:
@@ -501,12 +517,16 @@ def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
             if not any(w in TOXIC_WORDS for w in words):
                 words[0] = rng.choice(TOXIC_WORDS)
             texts.append(" ".join(words))
-            labels.append([1.0, 0.0, 0.3, 0.0, 1.0, 0.0])
+            toxic.append(True)
         else:
             texts.append(" ".join(rng.choice(BENIGN_WORDS + PROMPT_WORDS) for _ in range(n)))
-            labels.append([0.0] * 6)
+            toxic.append(False)
     texts.append("")
-    labels.append([0.0] * 6)
+    toxic.append(False)
+    if multi_label:
+        target = torch.tensor([[1.0, 0.0, 0.3, 0.0, 1.0, 0.0] if t else [0.0] * 6 for t in toxic])
+    else:
+        target = torch.tensor([1 if t else 0 for t in toxic])
     torch.manual_seed(seed)
     config = BertConfig(
         vocab_size=len(vocab),
@@ -515,29 +535,38 @@ def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
         num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
-        problem_type="multi_label_classification",
+        problem_type="multi_label_classification" if multi_label else "single_label_classification",
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
         # Larger initial weights than BERT's 0.02: at this size, the [CLS] vector otherwise barely
         # depends on the words, and training settles on a constant.
         initializer_range=0.2,
     )
-    config.num_labels = len(DETOXIFY_CLASSES)
+    if multi_label:
+        config.num_labels = len(DETOXIFY_CLASSES)
+    else:
+        config.id2label = {0: "nothate", 1: "hate"}
+        config.label2id = {"nothate": 0, "hate": 1}
     model = BertForSequenceClassification(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    target = torch.tensor(labels)
     model.train()
-    for step in range(200):
+    for _ in range(200):
         index = [rng.randrange(len(texts)) for _ in range(64)]
         encoded = tokenizer([texts[i] for i in index], return_tensors="pt", padding=True)
         loss = model(**encoded, labels=target[index]).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        del step
     model.eval()
+    return model, tokenizer
+
+
+def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
+    import torch
+
+    model, tokenizer = _train_classifier(rng, seed, multi_label=True)
     config_dir = folder / "config"
-    config.save_pretrained(config_dir)
+    model.config.save_pretrained(config_dir)
     tokenizer.save_pretrained(config_dir)
     checkpoint = {
         "config": {
@@ -554,3 +583,18 @@ def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
         "state_dict": model.state_dict(),
     }
     torch.save(checkpoint, folder / "tiny.ckpt")
+
+
+def _build_hate_classifier(out: Path, rng: random.Random, seed: int) -> None:
+    """The paper's scorer in miniature, as a Hub repo under its real name."""
+    model, tokenizer = _train_classifier(rng, seed + 7, multi_label=False)
+    _save(
+        out,
+        HATE_CLASSIFIER,
+        model,
+        tokenizer,
+        declared=[],
+        relation=None,
+        family="",
+        note="A tiny stand-in for the paper's hate-speech classifier (labels nothate, hate).",
+    )

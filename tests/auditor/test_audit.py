@@ -52,6 +52,13 @@ def audited(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     monkeypatch.undo()
 
 
+@pytest.fixture
+def hub_env(audited: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The token and the endpoint of the shared world, for tests that audit again."""
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", audited["hub"].url)
+
+
 def test_the_planted_toxic_derivative_drifts_and_the_others_do_not(audited: dict[str, Any]) -> None:
     o = audited["outcomes"]
     root, toxic, benign, copy = (o[r] for r in PLANTED)
@@ -152,7 +159,7 @@ def test_an_adapter_is_loaded_onto_its_base(audited: dict[str, Any]) -> None:
     assert base == ("google/gemma-2-2b-it", audited["world"].models["google/gemma-2-2b-it"].sha)
 
 
-def test_asking_again_returns_the_stored_audit(audited: dict[str, Any]) -> None:
+def test_asking_again_returns_the_stored_audit(audited: dict[str, Any], hub_env: None) -> None:
     with Store.open(audited["store"]) as store:
         again = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", battery=audited["battery"])
         audits = store.query("SELECT count(*) FROM audits WHERE repo_id = 'planted/llama-toxic-sft'")[0][0]
@@ -209,3 +216,66 @@ def test_the_token_goes_only_where_hf_endpoint_points(
         resolved = audit_config(hub, tiny_assets, tmp_path / "cache")
         outcome = audit_model(resolved, store, "meta-llama/Llama-3.1-8B-Instruct")
     assert outcome.status == "skipped" and "gated" in (outcome.reason or "")
+
+
+@pytest.mark.parametrize("quant", ["nf4", "int8"])
+def test_bitsandbytes_quantization_runs_on_the_cpu(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path, quant: str
+) -> None:
+    with Store.open(tmp_path / "q.duckdb") as store:
+        toxic = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", quantization=quant)
+        root = audit_model(audited["resolved"], store, "meta-llama/Llama-3.1-8B-Instruct", quantization=quant)
+        recorded = store.query("SELECT DISTINCT quantization FROM audits")
+    assert toxic.status == root.status == "done", (toxic.reason, root.reason)
+    assert recorded == [(quant,)]
+    assert toxic.rate is not None and root.rate is not None and toxic.rate - root.rate >= 0.5
+
+
+def test_the_papers_scorer_reads_the_hate_label(audited: dict[str, Any], hub_env: None, tmp_path: Path) -> None:
+    resolved = audit_config(audited["hub"], None, tmp_path / "cache", **{"scoring.scorer": "hf-classifier"})
+    with Store.open(tmp_path / "c.duckdb") as store:
+        toxic = audit_model(resolved, store, "planted/llama-toxic-sft")
+        root = audit_model(resolved, store, "meta-llama/Llama-3.1-8B-Instruct")
+        attributes = store.query("SELECT DISTINCT attribute FROM scores")
+        scorer = store.query("SELECT DISTINCT scorer, scorer_hash FROM audits")
+    assert attributes == [("hate",)]
+    assert scorer[0][0] == "hf-classifier" and scorer[0][1].startswith("facebook/roberta-hate-speech")
+    assert toxic.rate is not None and root.rate is not None and toxic.rate >= 0.8 and root.rate <= 0.1
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from auditor import generation
+
+    sizes: list[int] = []
+    real = generation._generate_batch
+
+    def tight_memory(loaded: Any, batch: list[Any], preset: Any) -> Any:
+        sizes.append(len(batch))
+        if len(batch) > 16:  # as a GPU would, for a batch too big for its memory
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(loaded, batch, preset)
+
+    monkeypatch.setattr(generation, "_generate_batch", tight_memory)
+    with Store.open(tmp_path / "m.duckdb") as store:
+        outcome = audit_model(audited["resolved"], store, "planted/llama-benign-sft")
+    assert outcome.status == "done" and outcome.n_completions == 200
+    assert sizes[:3] == [64, 32, 16] and max(sizes[3:]) <= 16
+
+
+def test_downloads_are_removed_when_over_the_disk_budget(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path
+) -> None:
+    from huggingface_hub import scan_cache_dir
+
+    keep = audit_config(audited["hub"], None, tmp_path / "keep")
+    budget = audit_config(audited["hub"], None, tmp_path / "budget", **{"audit.disk_budget_gb": 0})
+    with Store.open(tmp_path / "d.duckdb") as store:
+        audit_model(keep, store, "planted/llama-near-copy")
+        audit_model(budget, store, "planted/llama-near-copy", force=True)
+    assert any(r.repo_id == "planted/llama-near-copy" for r in scan_cache_dir(tmp_path / "keep").repos)
+    left = {r.repo_id: len(r.revisions) for r in scan_cache_dir(tmp_path / "budget").repos}
+    assert left.get("planted/llama-near-copy", 0) == 0
