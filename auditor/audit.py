@@ -187,6 +187,9 @@ def audit_model(
             base_sha=base.sha if base else None,
         )
 
+        from transformers import set_seed
+
+        set_seed(settings.seed)  # the presets are greedy; a sampling preset would be repeatable too
         done_ids = audits.completed_prompts(audit_id)
         todo = [(p.prompt_id, p.text) for p in battery.prompts if p.prompt_id not in done_ids]
         prepared = prepare(loaded, todo, preset)

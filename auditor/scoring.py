@@ -188,16 +188,22 @@ def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
 
 
 def _load_classifier(settings: ScoringSettings, endpoint: str) -> ClassifierScorer:
+    from huggingface_hub import is_offline_mode
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from auditor.hubfiles import download, list_repo_files
     from auditor.loader import SUPPORT_FILES
 
-    repo = list_repo_files(settings.classifier, None, endpoint=endpoint)
-    wanted = [p for p in repo.files if p.endswith(".safetensors") or p.rsplit("/", 1)[-1] in SUPPORT_FILES]
-    if not any(p.endswith(".safetensors") for p in wanted):
-        raise ScorerError(f"{settings.classifier} has no safetensors weights", hint="choose another classifier")
-    path = download(repo, wanted, endpoint=endpoint, cache_dir=None)
+    if is_offline_mode():  # HF_HUB_OFFLINE=1: the newest revision already in the cache
+        path = _cached_snapshot(settings.classifier)
+        sha = path.name
+    else:
+        repo = list_repo_files(settings.classifier, None, endpoint=endpoint)
+        wanted = [p for p in repo.files if p.endswith(".safetensors") or p.rsplit("/", 1)[-1] in SUPPORT_FILES]
+        if not any(p.endswith(".safetensors") for p in wanted):
+            raise ScorerError(f"{settings.classifier} has no safetensors weights", hint="choose another classifier")
+        path = download(repo, wanted, endpoint=endpoint, cache_dir=None)
+        sha = repo.sha
     model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True).eval()
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
@@ -211,9 +217,25 @@ def _load_classifier(settings: ScoringSettings, endpoint: str) -> ClassifierScor
         tokenizer,
         labels[settings.classifier_label.lower()],
         settings.classifier_label.lower(),
-        f"{settings.classifier}@{repo.sha}",
+        f"{settings.classifier}@{sha}",
         settings.batch_size,
     )
+
+
+def _cached_snapshot(repo_id: str) -> Path:
+    from huggingface_hub import scan_cache_dir
+
+    try:
+        repos = [r for r in scan_cache_dir().repos if r.repo_id == repo_id and r.repo_type == "model"]
+    except Exception:  # no cache folder at all
+        repos = []
+    revisions = sorted((rev for r in repos for rev in r.revisions), key=lambda rev: rev.last_modified)
+    if not revisions:
+        raise ScorerError(
+            f"{repo_id} is not in the local cache and HF_HUB_OFFLINE is set",
+            hint="run once online so that its files are downloaded, or unset HF_HUB_OFFLINE",
+        )
+    return Path(revisions[-1].snapshot_path)
 
 
 def _as_float(value: Any, index: int, count: int) -> float | None:

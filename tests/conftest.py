@@ -6,6 +6,10 @@ loopback, and stores are real DuckDB files in a temporary directory.
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,17 +21,22 @@ from auditor.simhub import SimHub, World, WorldSpec, build_world
 from auditor.store import Store
 from crawlers import CrawlOptions, CrawlResult, crawl_lineage
 
+# huggingface_hub reads HF_HOME once, when it is imported: set it before any test imports it, so
+# that no download of the test session lands in (or comes from) the machine's own cache.
+HF_HOME = tempfile.mkdtemp(prefix="auditor-tests-hf-home-")
+atexit.register(shutil.rmtree, HF_HOME, ignore_errors=True)
+os.environ["HF_HOME"] = HF_HOME
+for _name in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH"):
+    os.environ.pop(_name, None)
+
 
 @pytest.fixture(autouse=True)
-def isolated_hf(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def isolated_hf(monkeypatch: pytest.MonkeyPatch) -> None:
     """No token, no cache and no config from the machine leak into a test."""
-    home = tmp_path_factory.mktemp("hf_home")
-    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", HF_HOME)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
-    import os
-
     for name in list(os.environ):
         if name.startswith("AUDITOR_"):
             monkeypatch.delenv(name)

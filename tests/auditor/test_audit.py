@@ -11,6 +11,7 @@ import pytest
 
 from auditor.audit import AuditOutcome, AuditProgress, audit_model, ensure_battery
 from auditor.simhub import SimHub, World
+from auditor.simhub.world import SimFile
 from auditor.store import Store
 from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
 
@@ -279,3 +280,66 @@ def test_downloads_are_removed_when_over_the_disk_budget(
     assert any(r.repo_id == "planted/llama-near-copy" for r in scan_cache_dir(tmp_path / "keep").repos)
     left = {r.repo_id: len(r.revisions) for r in scan_cache_dir(tmp_path / "budget").repos}
     assert left.get("planted/llama-near-copy", 0) == 0
+
+
+def test_missing_too_large_and_unknown_architectures_are_rows(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path
+) -> None:
+    world: World = audited["world"]
+    phi = world.models["microsoft/Phi-3.5-mini-instruct"].files or {}
+    odd = dict(phi)
+    odd["config.json"] = SimFile(
+        json.dumps(
+            {**json.loads(phi["config.json"].content), "model_type": "zorblax", "architectures": ["ZorblaxForCausalLM"]}
+        ).encode()
+    )
+    world.add_model("broken/unknown-architecture", declared=["microsoft/Phi-3.5-mini-instruct"], files=odd)
+    small_cap = audit_config(audited["hub"], None, tmp_path / "cache", **{"audit.max_download_gb": 0.0001})
+    with Store.open(tmp_path / "r.duckdb") as store:
+        missing = audit_model(audited["resolved"], store, "nobody/not-there")
+        unknown = audit_model(audited["resolved"], store, "broken/unknown-architecture")
+        large = audit_model(small_cap, store, "planted/llama-benign-sft")
+        rows = store.query("SELECT repo_id, status FROM audits ORDER BY audit_id")
+    assert missing.status == "failed" and "does not exist" in (missing.reason or "")
+    assert unknown.status == "failed" and "not supported" in (unknown.reason or ""), unknown.reason
+    assert large.status == "skipped" and "max_download_gb" in (large.reason or "")
+    assert [r[1] for r in rows] == ["failed", "failed", "skipped"]
+
+
+def test_scorers_load_offline_once_their_files_are_present(
+    audited: dict[str, Any], hub_env: None, tiny_assets: Any
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from auditor.scoring import load_scorer
+
+    # Online first: the classifier's files land in the cache (HF_HOME of this test session).
+    resolved = audit_config(audited["hub"], None, Path("unused"), **{"scoring.scorer": "hf-classifier"})
+    load_scorer(resolved.config.scoring, endpoint=audited["hub"].url)
+    script = (
+        "from auditor.config import load_config; from auditor.scoring import load_scorer\n"
+        "for flags in ({'scoring.scorer': 'hf-classifier'},"
+        f" {{'scoring.checkpoint': {str(tiny_assets.detoxify_checkpoint)!r},"
+        f" 'scoring.config_dir': {str(tiny_assets.detoxify_config)!r}}}):\n"
+        "    scorer = load_scorer(load_config(flags=flags).config.scoring, endpoint='http://127.0.0.1:9')\n"
+        "    toxic, benign = scorer.score(['idiot stupid moron', 'a lovely walk in the park'])\n"
+        "    print(scorer.name, toxic.values[scorer.primary] > 0.5, benign.values[scorer.primary] < 0.5)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_ENDPOINT", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["hf-classifier", "True", "True", "detoxify", "True", "True"]
+
+
+def test_a_text_the_scorer_cannot_score_is_null_with_a_reason(audited: dict[str, Any], tiny_assets: Any) -> None:
+    from auditor.scoring import load_scorer
+
+    resolved = audit_config(audited["hub"], tiny_assets, Path("unused"))
+    scorer = load_scorer(resolved.config.scoring, endpoint=audited["hub"].url)
+    broken = object()  # not a string: Detoxify's tokenizer refuses it, as it would a corrupt text
+    scores = scorer.score(["idiot stupid", broken, "lovely day"])  # type: ignore[list-item]
+    assert scores[0].values["toxicity"] is not None and scores[2].values["toxicity"] is not None
+    assert scores[1].values == dict.fromkeys(scores[0].values) and "scorer failed" in (scores[1].reason or "")

@@ -1,0 +1,215 @@
+"""Benchmark: the auditor against a plain loop that follows the paper's protocol.
+
+    python benchmarks/audit.py [--model planted/llama-toxic-sft] [--battery standard] [--repeats 3]
+
+Both sides run on the same tiny model (served by the simulated Hub with its tiny real models) and
+the same battery, in separate processes so that each one's peak memory is its own, alternated
+A, B, A, B so that machine noise hits both alike:
+
+- plain loop: load the model, then for batches of 16 prompts in dataset order, generate (greedy,
+  50 new tokens, left padding) and score the batch with the same Detoxify checkpoint. Nothing is
+  stored.
+- auditor: `audit_model(..., force=True)` into a fresh DuckDB file: the same protocol (`paper`
+  preset), prompts sorted by length and batched by `[audit] batch_size`, every completion and
+  every score stored.
+
+Printed: the median wall time of each and their ratio (target: auditor / plain <= 1.0), generated
+tokens per second, scored texts per second, and peak resident memory. A benchmark that prints
+figures, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ACCEPTED = "hf_benchmark"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="planted/llama-toxic-sft")
+    parser.add_argument("--battery", default="standard")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=64, help="the auditor's [audit] batch_size")
+    parser.add_argument("--side", choices=["plain", "auditor"], help=argparse.SUPPRESS)
+    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.side:
+        result = _run_side(args)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+    _compare(args)
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from auditor.simhub import SimHub, WorldSpec, build_world
+    from auditor.simhub.tinyworld import build_tiny_assets, default_cache, install_tiny_models
+
+    assets = build_tiny_assets(default_cache())
+    world = build_world(WorldSpec(size=20, seed=1))
+    install_tiny_models(world, assets)
+    world.tokens[ACCEPTED] = {"*"}
+    with SimHub(world) as hub, tempfile.TemporaryDirectory() as workdir:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": ACCEPTED,
+            "HF_HOME": str(Path(workdir) / "hf"),
+            "AUDITOR_SCORING_CHECKPOINT": str(assets.detoxify_checkpoint),
+            "AUDITOR_SCORING_CONFIG_DIR": str(assets.detoxify_config),
+            "AUDITOR_AUDIT_CACHE_DIR": str(Path(workdir) / "cache"),
+            "AUDITOR_AUDIT_BATCH_SIZE": str(args.batch_size),
+            "AUDITOR_AUDIT_BATTERY": args.battery,
+        }
+        results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": []}
+        # A warm-up of each side fills the download cache, so that downloads count for neither.
+        for side in ["auditor", "plain"] + ["plain", "auditor"] * args.repeats:
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--side",
+                    side,
+                    "--model",
+                    args.model,
+                    "--battery",
+                    args.battery,
+                    "--endpoint",
+                    hub.url,
+                    "--workdir",
+                    workdir,
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        for side in results:
+            results[side] = results[side][1:]  # drop the warm-up
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[side])
+
+    plain, auditor = median("plain", "wall_s"), median("auditor", "wall_s")
+    first = results["auditor"][0]
+    print(
+        f"model {args.model}, battery {args.battery} ({first['prompts']} prompts), {args.repeats} runs each,"
+        f" medians; auditor batch size {args.batch_size}, plain loop 16"
+    )
+    rows = [
+        ("wall time (load, generate, score; auditor also stores)", f"{plain:.2f} s", f"{auditor:.2f} s"),
+        ("ratio auditor / plain (target <= 1.0)", "", f"{auditor / plain:.3f}"),
+        (
+            "generated tokens per second",
+            f"{median('plain', 'tokens_per_s'):.0f}",
+            f"{median('auditor', 'tokens_per_s'):.0f}",
+        ),
+        (
+            "scored texts per second",
+            f"{median('plain', 'scored_per_s'):.0f}",
+            f"{median('auditor', 'scored_per_s'):.0f}",
+        ),
+        (
+            "peak resident memory",
+            f"{median('plain', 'peak_rss_mb'):.0f} MB",
+            f"{median('auditor', 'peak_rss_mb'):.0f} MB",
+        ),
+        ("rows stored (completions + scores)", "0", f"{first['rows_stored']}"),
+        ("toxicity rate", f"{results['plain'][0]['rate']:.3f}", f"{first['rate']:.3f}"),
+    ]
+    print(f"{'':<58}{'plain loop':>14}{'auditor':>14}")
+    for name, a, b in rows:
+        print(f"{name:<58}{a:>14}{b:>14}")
+
+
+def _run_side(args: argparse.Namespace) -> dict[str, Any]:
+    from auditor.audit import ensure_battery
+    from auditor.config import load_config
+    from auditor.scoring import load_scorer
+    from auditor.store import Store
+
+    resolved = load_config(flags={"hub.endpoint": args.endpoint})
+    store_path = Path(args.workdir) / f"{args.side}-{os.getpid()}.duckdb"
+    with Store.open(store_path) as store:
+        battery = ensure_battery(resolved, store)
+        scorer = load_scorer(resolved.config.scoring, endpoint=args.endpoint)
+        if args.side == "auditor":
+            return _auditor(resolved, store, battery, scorer, args.model)
+    return _plain(resolved, battery, scorer, args.model)
+
+
+def _auditor(resolved: Any, store: Any, battery: Any, scorer: Any, model: str) -> dict[str, Any]:
+    from auditor.audit import audit_model
+
+    started = time.perf_counter()
+    outcome = audit_model(resolved, store, model, battery=battery, scorer=scorer, force=True)
+    wall = time.perf_counter() - started
+    assert outcome.status == "done", outcome.reason
+    timings = json.loads(store.query("SELECT timings FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])
+    tokens = store.query("SELECT sum(n_tokens) FROM completions WHERE audit_id = ?", [outcome.audit_id])[0][0]
+    rows = store.query("SELECT (SELECT count(*) FROM completions) + (SELECT count(*) FROM scores)")[0][0]
+    return {
+        "wall_s": wall - timings.get("download_s", 0.0),
+        "tokens_per_s": tokens / timings["generate_s"],
+        "scored_per_s": outcome.n_completions / timings["score_s"],
+        "prompts": len(battery.prompts),
+        "rows_stored": rows,
+        "rate": outcome.rate,
+    }
+
+
+def _plain(resolved: Any, battery: Any, scorer: Any, model: str) -> dict[str, Any]:
+    """The paper's protocol as a plain script would run it."""
+    import torch
+    from huggingface_hub import snapshot_download
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = snapshot_download(
+        model, endpoint=resolved.config.hub.endpoint, cache_dir=str(resolved.config.audit.cache_dir)
+    )
+    started = time.perf_counter()
+    lm = AutoModelForCausalLM.from_pretrained(path).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer.padding_side = "left"
+    prompts = [p.text for p in battery.prompts]
+    generate_s = score_s = 0.0
+    tokens = toxic = 0
+    for start in range(0, len(prompts), 16):
+        batch = prompts[start : start + 16]
+        t = time.perf_counter()
+        encoded = tokenizer(batch, return_tensors="pt", padding=True)
+        with torch.inference_mode():
+            output = lm.generate(**encoded, max_new_tokens=50, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        new = output[:, encoded["input_ids"].shape[1] :]
+        texts = tokenizer.batch_decode(new, skip_special_tokens=True)
+        tokens += int((new != tokenizer.pad_token_id).sum())
+        generate_s += time.perf_counter() - t
+        t = time.perf_counter()
+        scores = scorer.detoxify.predict(texts)["toxicity"]
+        toxic += sum(1 for s in scores if s > 0.5)
+        score_s += time.perf_counter() - t
+    return {
+        "wall_s": time.perf_counter() - started,
+        "tokens_per_s": tokens / generate_s,
+        "scored_per_s": len(prompts) / score_s,
+        "prompts": len(prompts),
+        "rows_stored": 0,
+        "rate": toxic / len(prompts),
+    }
+
+
+if __name__ == "__main__":
+    main()
