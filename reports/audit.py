@@ -3,47 +3,25 @@
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
-from types import TracebackType
 from typing import Any
 
+from auditor.textsafety import strip_control
+from reports.progress import LiveLine
 from reports.terminal import make_console, safe_text
 
 
-class AuditProgressDisplay:
-    """Progress of audits on stderr: a live line on a terminal, one line per batch elsewhere."""
+class AuditProgressDisplay(LiveLine):
+    """Progress of audits: every batch is a line when stderr is not a terminal (few, and useful in logs)."""
 
     def __init__(self) -> None:
-        self._live: Any = None
-
-    def __enter__(self) -> AuditProgressDisplay:
-        if sys.stderr.isatty():
-            from rich.live import Live
-
-            self._live = Live("", console=make_console(stderr=True), transient=True, refresh_per_second=4)
-            self._live.__enter__()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        if self._live is not None:
-            self._live.__exit__(exc_type, exc, tb)
+        super().__init__(interval_s=0.0)
 
     def __call__(self, progress: Any) -> None:
-        line = f"audit {safe_text(progress.repo_id, markup=False)}: {progress.stage} {progress.done}/{progress.total}"
-        if self._live is not None:
-            self._live.update(safe_text(line))
-        else:
-            print(line, file=sys.stderr, flush=True)
+        self.show(f"audit {strip_control(progress.repo_id)}: {progress.stage} {progress.done}/{progress.total}")
 
     def outcome(self, outcome: Any) -> None:
-        line = f"audit {safe_text(outcome.repo_id, markup=False)}: {outcome.status}"
-        if self._live is not None:
-            self._live.console.print(safe_text(line))
-        else:
-            print(line, file=sys.stderr, flush=True)
+        self.keep(f"audit {strip_control(outcome.repo_id)}: {outcome.status}")
 
 
 def render_outcomes(outcomes: list[Any], *, fmt: str = "table", threshold: float = 0.5) -> None:

@@ -1,22 +1,27 @@
-"""Progress of long jobs on stderr: a live line on a terminal, a periodic log line elsewhere."""
+"""Progress of long jobs on stderr: a live line on a terminal, plain log lines elsewhere."""
 
 from __future__ import annotations
 
 import sys
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
+
+from reports.terminal import safe_text
+
+_L = TypeVar("_L", bound="LiveLine")
 
 
-class CrawlProgressDisplay:
-    """A context manager whose instances are the crawl's progress callback."""
+class LiveLine:
+    """One status line on stderr: redrawn in place on a terminal, printed (at most every
+    `interval_s`) when stderr is a file or a pipe. Text passed in must already be safe."""
 
     def __init__(self, *, interval_s: float = 10.0) -> None:
         self.interval_s = interval_s
         self._live: Any = None
         self._last: float | None = None
 
-    def __enter__(self) -> CrawlProgressDisplay:
+    def __enter__(self: _L) -> _L:
         if sys.stderr.isatty():
             from rich.live import Live
 
@@ -32,16 +37,29 @@ class CrawlProgressDisplay:
         if self._live is not None:
             self._live.__exit__(exc_type, exc, tb)
 
-    def __call__(self, progress: Any) -> None:
-        line = (
-            f"crawl ({progress.mode}): {progress.stage}; {progress.models_seen} models seen,"
-            f" {progress.listed} listings done, {progress.pending} pending,"
-            f" {progress.requests} requests" + (f", {progress.failed} failed" if progress.failed else "")
-        )
+    def show(self, line: str) -> None:
         if self._live is not None:
-            self._live.update(line)
+            self._live.update(safe_text(line))
             return
         now = time.monotonic()
         if self._last is None or now - self._last >= self.interval_s:
             self._last = now
             print(line, file=sys.stderr, flush=True)
+
+    def keep(self, line: str) -> None:
+        """A line that stays (above the live line on a terminal)."""
+        if self._live is not None:
+            self._live.console.print(safe_text(line))
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+
+class CrawlProgressDisplay(LiveLine):
+    """The crawl's progress callback."""
+
+    def __call__(self, progress: Any) -> None:
+        self.show(
+            f"crawl ({progress.mode}): {progress.stage}; {progress.models_seen} models seen,"
+            f" {progress.listed} listings done, {progress.pending} pending,"
+            f" {progress.requests} requests" + (f", {progress.failed} failed" if progress.failed else "")
+        )
