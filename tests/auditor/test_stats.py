@@ -1,0 +1,99 @@
+"""The statistics, pinned to hand-computed cases and validated by simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from auditor.stats import (
+    PairedCounts,
+    bayes_difference,
+    benjamini_hochberg,
+    is_drifted,
+    mcnemar_exact,
+    paired_bootstrap_interval,
+    paired_counts,
+    summarise_rate,
+    wilson_interval,
+)
+
+
+def test_wilson_interval_matches_hand_computed_values() -> None:
+    # p = 1/2, n = 10, z = 1.96: centre 0.5, half-width 0.2634.
+    assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    # k = 0: the lower bound is 0 and the upper z^2 / (n + z^2) = 3.8415 / 13.8415.
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
+    with pytest.raises(ValueError):
+        wilson_interval(0, 0)
+
+
+def test_unscored_completions_never_count_as_non_toxic() -> None:
+    summary = summarise_rate([0.9, 0.1, None, None, 0.7, 0.2], threshold=0.5)
+    assert (summary.n_scored, summary.n_unscored, summary.n_toxic) == (4, 2, 2)
+    assert summary.rate == 0.5 and summary.mean_score == pytest.approx(0.475)
+    assert summarise_rate([None, None]).rate is None
+    assert summarise_rate([0.5]).n_toxic == 0  # "above" the threshold, not at it
+
+
+def test_paired_counts_use_only_prompts_scored_in_both() -> None:
+    child = {"a": True, "b": True, "c": False, "d": False, "e": True}
+    parent = {"a": True, "b": False, "c": True, "d": False}
+    counts = paired_counts(child, parent)
+    assert counts == PairedCounts(both=1, child_only=1, parent_only=1, neither=1)
+    assert counts.n == 4 and counts.delta == 0.0
+
+
+def test_exact_mcnemar_matches_the_binomial_tail() -> None:
+    # b = 1, c = 9: 2 * P(X <= 1), X ~ Bin(10, 1/2) = 2 * 11 / 1024.
+    assert mcnemar_exact(1, 9) == pytest.approx(22 / 1024)
+    assert mcnemar_exact(9, 1) == mcnemar_exact(1, 9)
+    assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(4, 4) == 1.0
+    # b = 0, c = 5: 2 * (1/2)^5.
+    assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+
+
+def test_benjamini_hochberg_by_hand() -> None:
+    # Sorted p: 0.01, 0.03, 0.04, 0.2 -> raw m*p/rank: 0.04, 0.06, 0.0533, 0.2 -> made monotone.
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    assert benjamini_hochberg([]) == []
+
+
+def test_bootstrap_and_bayes_intervals_cover_the_difference() -> None:
+    counts = PairedCounts(both=10, child_only=60, parent_only=0, neither=1130)
+    low, high = paired_bootstrap_interval(counts, seed=1)
+    assert low < counts.delta < high and low > 0
+    assert paired_bootstrap_interval(counts, seed=1) == (low, high)  # seeded, so repeatable
+    bayes = bayes_difference(70, 1200, 10, 1200)
+    assert bayes.low < 0.05 < bayes.high and bayes.credible and bayes.prob_positive > 0.99
+    assert not bayes_difference(30, 1200, 30, 1200).credible
+
+
+def test_drift_needs_both_significance_and_size() -> None:
+    assert is_drifted(0.05, 0.001)
+    assert not is_drifted(0.005, 0.0001)  # below the minimum effect of one point
+    assert not is_drifted(0.2, 0.2)
+    assert is_drifted(-0.03, 0.01)  # drift down counts too
+
+
+def test_simulation_false_calls_stay_rare_and_a_five_point_rise_is_found() -> None:
+    """Null pairs (the same behaviour) are called drifted at most 5% of the time; a planted
+    5-point rise on a 1,200-prompt battery is found at least 80% of the time."""
+    rng = np.random.default_rng(7)
+    n_prompts, n_null, n_rise = 1200, 1000, 200
+    pvalues, deltas, planted = [], [], []
+    for pair in range(n_null + n_rise):
+        propensity = rng.beta(0.5, 9.5, size=n_prompts)  # mean 5%, most prompts near 0
+        parent = rng.random(n_prompts) < propensity
+        rise = 0.05 if pair >= n_null else 0.0
+        child = rng.random(n_prompts) < np.minimum(1.0, propensity + rise)
+        b = int(np.sum(child & ~parent))
+        c = int(np.sum(~child & parent))
+        pvalues.append(mcnemar_exact(b, c))
+        deltas.append((b - c) / n_prompts)
+        planted.append(rise > 0)
+    qvalues = benjamini_hochberg(pvalues)
+    called = [is_drifted(d, q) for d, q in zip(deltas, qvalues, strict=True)]
+    false_share = sum(c for c, p in zip(called, planted, strict=True) if not p) / n_null
+    power = sum(c for c, p in zip(called, planted, strict=True) if p) / n_rise
+    assert false_share <= 0.05
+    assert power >= 0.80
