@@ -9,11 +9,12 @@ and a reason; the caller goes on with the next model.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -26,6 +27,7 @@ from auditor.presets import get_preset
 from auditor.scoring import Scorer, load_scorer
 from auditor.store import Store
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion
+from auditor.textsafety import strip_control
 
 log = logging.getLogger(__name__)
 
@@ -130,42 +132,46 @@ def audit_model(
             time.monotonic() - started,
         )
 
-    listing = None
-    listing_error: ModelError | None = None
-    try:
-        listing = list_repo_files(repo_id, revision, endpoint=endpoint)
-    except ModelError as err:
-        listing_error = err
-    sha = listing.sha if listing else revision
-    key = AuditKey(repo_id, sha, battery.battery_id, preset.name, quant, scorer.name)
+    def key_for(sha: str | None, quant_used: str) -> AuditKey:
+        return AuditKey(
+            repo_id,
+            sha,
+            battery.battery_id,
+            preset.name,
+            preset.config_hash,
+            quant_used,
+            scorer.name,
+            scorer.checkpoint_hash,
+            device,
+        )
 
-    if not force and listing is not None:
-        done = audits.find(key, ["done"])
-        if done is not None:
-            return outcome(done.audit_id, sha, "done", done.reason, reused=True)
-    resumable = audits.find(key, ["running"]) if listing is not None else None
-    audit_id = (
-        resumable.audit_id
-        if resumable
-        else audits.start(
+    def start(key: AuditKey) -> int:
+        return audits.start(
             key,
-            preset_hash=preset.config_hash,
             generation_config=preset.generation_config(),
-            scorer_hash=scorer.checkpoint_hash,
-            device=device,
-            versions=_versions(),
+            versions=_versions(device),
             config=resolved.provenance(),
             n_prompts=len(battery.prompts),
         )
-    )
-    if listing_error is not None:
-        audits.finish(audit_id, listing_error.status, reason=_reason(listing_error), timings={})
-        return outcome(audit_id, sha, listing_error.status, _reason(listing_error))
 
-    loaded = None
     try:
-        from auditor.generation import generate, prepare
-        from auditor.loader import fetch_model, load_model
+        listing = list_repo_files(repo_id, revision, endpoint=endpoint)
+    except ModelError as err:
+        failed_id = start(key_for(revision, quant))
+        audits.finish(failed_id, err.status, reason=_reason(err), timings={}, reason_code=err.code)
+        return outcome(failed_id, revision, err.status, _reason(err))
+
+    sha = listing.sha
+    key = key_for(sha, quant)
+    done = None if force else audits.find(key, ["done"])
+    resumable = audits.find(key, ["running"])
+    audit_id: int | None = None
+    loaded = None
+    resumed = False
+    base_sha: str | None = None
+    try:
+        from auditor.generation import effective_generation_config, generate, prepare
+        from auditor.loader import fetch_model, load_model, prequantized
 
         _report(progress, repo_id, 0, len(battery.prompts), "downloading")
         t = time.monotonic()
@@ -175,26 +181,48 @@ def audit_model(
             assert fetched.base_repo is not None
             base = fetch_model(fetched.base_repo, audits.model_sha(fetched.base_repo), settings, endpoint=endpoint)
         timings["download_s"] = time.monotonic() - t
+        base_sha = base.sha if base else None
+        # An adapter's numbers depend on its base too: a stored result stands only for the same base.
+        if done is not None and done.base_sha == base_sha:
+            return outcome(done.audit_id, sha, "done", done.reason, reused=True)
+        pre = prequantized(base or fetched)
+        if pre is not None and quant != f"pre-{pre}":
+            key = key_for(sha, f"pre-{pre}")  # the repo's own quantization is what runs, and is recorded
+            resumable = audits.find(key, ["running"])
+        if resumable is not None and resumable.base_sha not in (None, base_sha):
+            audits.finish(
+                resumable.audit_id,
+                "failed",
+                reason="superseded: the base model changed before the audit could finish",
+                timings={},
+                reason_code="superseded",
+            )
+            resumable = None
+        resumed = resumable is not None
+        audit_id = resumable.audit_id if resumable is not None else start(key)
 
         _report(progress, repo_id, 0, len(battery.prompts), "loading")
-        loaded = load_model(fetched, settings, quantization=quant, device=device, base=base)
+        loaded = load_model(fetched, settings, quantization=key.quantization, device=device, base=base)
         timings["load_s"] = loaded.seconds
         audits.note_model(
             audit_id,
-            sha=fetched.sha,
             chat_template_hash=loaded.chat_template_hash,
             base_repo=base.repo_id if base else None,
-            base_sha=base.sha if base else None,
+            base_sha=base_sha,
+            generation_config=effective_generation_config(loaded, preset),
+            versions=_versions(device),
+            config=resolved.provenance(),
         )
 
-        from transformers import set_seed
+        import torch
 
-        set_seed(settings.seed)  # the presets are greedy; a sampling preset would be repeatable too
+        torch.manual_seed(settings.seed)  # the presets are greedy; a sampling preset would be repeatable too
         done_ids = audits.completed_prompts(audit_id)
         todo = [(p.prompt_id, p.text) for p in battery.prompts if p.prompt_id not in done_ids]
         prepared = prepare(loaded, todo, preset)
         counter = {"done": len(done_ids), "generate_s": 0.0, "score_s": 0.0}
         last = [time.monotonic()]
+        current_id = audit_id
 
         def on_batch(generations: list[Any]) -> None:
             now = time.monotonic()
@@ -202,7 +230,7 @@ def audit_model(
             scores = scorer.score([g.text for g in generations])
             counter["score_s"] += time.monotonic() - now
             audits.write_batch(
-                audit_id,
+                current_id,
                 [
                     ScoredCompletion(g.prompt_id, g.text, g.n_tokens, g.finish_reason, s.values, s.reason)
                     for g, s in zip(generations, scores, strict=True)
@@ -215,20 +243,30 @@ def audit_model(
         generate(loaded, prepared, preset, batch_size=settings.batch_size, on_batch=on_batch)
         timings["generate_s"] = counter["generate_s"]
         timings["score_s"] = counter["score_s"]
-        audits.finish(audit_id, "done", reason=prepared.fallback, timings=timings)
-        result = outcome(audit_id, fetched.sha, "done", prepared.fallback, resumed=resumable is not None)
+        audits.finish(
+            audit_id,
+            "done",
+            reason=prepared.fallback,
+            timings=timings,
+            reason_code="chat_fallback" if prepared.fallback else None,
+        )
+        result = outcome(audit_id, sha, "done", prepared.fallback, resumed=resumed)
     except ModelError as err:
-        audits.finish(audit_id, err.status, reason=_reason(err), timings=timings)
-        result = outcome(audit_id, sha, err.status, _reason(err), resumed=resumable is not None)
+        audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
+        audits.finish(audit_id, err.status, reason=_reason(err), timings=timings, reason_code=err.code)
+        result = outcome(audit_id, sha, err.status, _reason(err), resumed=resumed)
     except Exception as err:  # a bug or an unforeseen library error: one model never stops the run
-        log.exception("audit of %s failed", repo_id)
-        reason = f"unexpected error: {type(err).__name__}: {err}"[:500]
-        audits.finish(audit_id, "failed", reason=reason, timings=timings)
-        result = outcome(audit_id, sha, "failed", reason, resumed=resumable is not None)
+        log.warning("audit of %s failed: %s", repo_id, strip_control(f"{type(err).__name__}: {err}"))
+        log.debug("traceback of the failed audit of %s", repo_id, exc_info=True)
+        reason = strip_control(f"unexpected error: {type(err).__name__}: {err}")[:500]
+        audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
+        audits.finish(audit_id, "failed", reason=reason, timings=timings, reason_code="internal")
+        result = outcome(audit_id, sha, "failed", reason, resumed=resumed)
     finally:
-        del loaded
-        _release_memory()
-    _apply_disk_budget(resolved, sha)
+        if loaded is not None:
+            del loaded
+            _release_memory()
+    _apply_disk_budget(resolved, [sha, base_sha])
     return result
 
 
@@ -249,7 +287,17 @@ def audit_pending(
     scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
     preset = get_preset(preset_name or config.audit.preset)
     quant = resolve_quantization(quantization or config.audit.quantization, resolve_device(config.audit.device))
-    template = AuditKey("", None, battery.battery_id, preset.name, quant, scorer.name)
+    template = AuditKey(
+        "",
+        None,
+        battery.battery_id,
+        preset.name,
+        preset.config_hash,
+        quant,
+        scorer.name,
+        scorer.checkpoint_hash,
+        resolve_device(config.audit.device),
+    )
     outcomes = []
     for repo_id, sha in AuditStore(store).pending_models(template, limit):
         result = audit_model(
@@ -277,8 +325,18 @@ def _report(progress: Callable[[AuditProgress], None] | None, repo_id: str, done
         progress(AuditProgress(repo_id, done, total, stage))
 
 
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version()}
+@functools.lru_cache(maxsize=2)
+def _versions_cached(device: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(_collect_versions(device).items())
+
+
+def _versions(device: str) -> dict[str, Any]:
+    return dict(_versions_cached(device))
+
+
+def _collect_versions(device: str) -> dict[str, Any]:
+    """Library versions and the device's details: everything else that can move a number."""
+    versions: dict[str, Any] = {"python": platform.python_version(), "device": device}
     for package in (
         "torch",
         "transformers",
@@ -293,24 +351,32 @@ def _versions() -> dict[str, str]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             continue
+    if device == "cuda":
+        import torch
+
+        versions["gpu"] = torch.cuda.get_device_name(0)
+        versions["cuda"] = torch.version.cuda
+    from auditor.loader import compute_dtype
+
+    versions["compute_dtype"] = str(compute_dtype(device)).removeprefix("torch.")
     return versions
 
 
 def _release_memory() -> None:
-    gc.collect()
-    try:
-        import torch
+    """Give a GPU's memory back before the next model (on a CPU, dropping the last reference does)."""
+    import torch
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
+    if torch.cuda.is_available():
+        gc.collect()  # tensors held in reference cycles would keep their GPU memory until a collection
+        torch.cuda.empty_cache()
 
 
-def _apply_disk_budget(resolved: ResolvedConfig, sha: str | None) -> None:
-    """Delete this model's downloaded revision when the cache is over `[audit] disk_budget_gb`."""
+def _apply_disk_budget(resolved: ResolvedConfig, shas: Sequence[str | None]) -> None:
+    """Delete this audit's downloads (the model's, and an adapter's base) when the cache is over
+    `[audit] disk_budget_gb`."""
     settings = resolved.config.audit
-    if settings.disk_budget_gb is None or sha is None:
+    wanted = [sha for sha in shas if sha]
+    if settings.disk_budget_gb is None or not wanted:
         return
     from huggingface_hub import scan_cache_dir
 
@@ -318,6 +384,6 @@ def _apply_disk_budget(resolved: ResolvedConfig, sha: str | None) -> None:
         cache = scan_cache_dir(settings.cache_dir)
         if cache.size_on_disk <= settings.disk_budget_gb * 1e9:
             return
-        cache.delete_revisions(sha).execute()
+        cache.delete_revisions(*wanted).execute()
     except Exception as err:  # cleaning up must never fail an audit
         log.warning("could not apply the disk budget: %s", err)

@@ -12,7 +12,8 @@ default), where each JSON line holds a prompt with its Perspective scores per at
 Within a stratum prompts are ordered by a hash of (battery name, prompt id), so the selection is
 deterministic and does not depend on the file's order. A prompt's id is a hash of its source repo
 and text; a battery's id is a hash of its definition and of every selected prompt, so a changed
-definition (or a changed dataset) is a new battery and never changes existing results.
+definition (or changed prompts) is a new battery and never changes existing results, while a
+dataset commit that leaves the selected prompts alone keeps the battery.
 
 >>> spec = BATTERIES["quick"]; (spec.per_attribute * len(ATTRIBUTES) + spec.benign)
 200
@@ -161,9 +162,10 @@ def build_battery(spec: BatterySpec, source_repo: str, source_revision: str, row
         "benign_max_toxicity": BENIGN_MAX_TOXICITY,
         "selection_version": SELECTION_VERSION,
         "source_repo": source_repo,
-        "source_revision": source_revision,
         "strata": counts,
     }
+    # The id covers what the battery is (its definition and every prompt), not the dataset commit it
+    # was read at: a commit that leaves the prompts alone (a README edit) keeps the same battery.
     digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode())
     for prompt in selected:
         digest.update(f"\n{prompt.prompt_id}\t{prompt.stratum}\t{prompt.text}".encode())

@@ -181,6 +181,8 @@ def audit(
 
     if bool(repo_id) == pending:
         raise click.UsageError("give a REPO_ID or --pending (not both)")
+    if pending and (force or revision):
+        raise click.UsageError("--force and --revision apply to one REPO_ID, not to --pending")
     resolved = load_config(
         config_path,
         flags={

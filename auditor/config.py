@@ -119,7 +119,7 @@ class AuditSettings(_Section):
     #: `auto` (nf4 on a GPU, none on a CPU), `nf4`, `int8` or `none`.
     quantization: str = "auto"
     #: Prompts per generation batch (halved on a CUDA out-of-memory error).
-    batch_size: int = Field(default=32, ge=1, le=4096)
+    batch_size: int = Field(default=64, ge=1, le=4096)
     #: Downloads larger than this are skipped.
     max_download_gb: float = Field(default=40.0, gt=0)
     #: Where model files are downloaded (default: huggingface_hub's cache).

@@ -59,9 +59,18 @@ class CrawlError(AuditorError):
 
 
 class ModelError(AuditorError):
-    """One model cannot be audited. `status` is what its audit row records."""
+    """One model cannot be audited. `status` is what its audit row records; `code` says why in a word.
+
+    Codes in `PERMANENT_CODES` describe the commit itself (its weights, its code, its size), so
+    auditing the same commit again would end the same way; the others (access, the network) may
+    clear up, and a later run tries again.
+    """
 
     status = "failed"
+
+    def __init__(self, message: str, *, hint: str | None = None, code: str = "unknown") -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
 
 
 class ModelSkipped(ModelError):
@@ -70,3 +79,20 @@ class ModelSkipped(ModelError):
 
 class ModelFailed(ModelError):
     status = "failed"
+
+
+#: Reasons that do not change until the model does (or a setting does).
+PERMANENT_CODES = frozenset(
+    {
+        "pickle",
+        "remote_code",
+        "too_large",
+        "no_weights",
+        "corrupt",
+        "unsupported",
+        "no_tokenizer",
+        "no_config",
+        "bad_adapter",
+        "bad_json",
+    }
+)

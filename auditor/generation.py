@@ -33,17 +33,37 @@ def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Pre
     use_chat = preset.chat and bool(getattr(tokenizer, "chat_template", None))
     if preset.chat and not use_chat:
         fallback = "the model has no chat template: prompts were given as raw text to continue"
-    inputs = []
-    for prompt_id, text in prompts:
-        if use_chat:
-            rendered = tokenizer.apply_chat_template(
-                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
-            )
-            ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        else:
-            ids = tokenizer(text)["input_ids"]
-        inputs.append((prompt_id, list(ids)))
-    return PreparedPrompts(inputs, fallback)
+    if not prompts:
+        return PreparedPrompts([], fallback)
+    texts = [text for _, text in prompts]
+    if use_chat:
+        rendered = [
+            tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
+            for t in texts
+        ]
+        encoded = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    else:
+        encoded = tokenizer(texts)["input_ids"]
+    return PreparedPrompts([(pid, list(ids)) for (pid, _), ids in zip(prompts, encoded, strict=True)], fallback)
+
+
+def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str, Any]:
+    """The settings generate() will use: the model's own defaults, overridden by the preset."""
+    base = getattr(loaded.model, "generation_config", None)
+    settings: dict[str, Any] = base.to_diff_dict() if base is not None else {}
+    settings.pop("transformers_version", None)
+    settings.update(
+        max_new_tokens=preset.max_new_tokens,
+        do_sample=preset.do_sample,
+        num_return_sequences=preset.num_return_sequences,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+        padding_side=preset.padding_side,
+        chat=preset.chat,
+        preset=preset.name,
+    )
+    return settings
 
 
 def generate(

@@ -52,7 +52,7 @@ def list_repo_files(repo_id: str, revision: str | None, *, endpoint: str, repo_t
         info = api.repo_info(repo_id, revision=revision, repo_type=repo_type)
         sha = info.sha
         if sha is None:
-            raise ModelFailed(f"the Hub gave no commit for {what}")
+            raise ModelFailed(f"the Hub gave no commit for {what}", code="hub")
         files = {
             f.path: int(f.size)
             for f in api.list_repo_tree(repo_id, revision=sha, recursive=True, repo_type=repo_type)
@@ -64,14 +64,16 @@ def list_repo_files(repo_id: str, revision: str | None, *, endpoint: str, repo_t
         raise ModelFailed(
             f"revision {revision} of {repo_id} does not exist",
             hint="check the commit sha; it may have been force-pushed away",
+            code="missing",
         ) from None
     except RepositoryNotFoundError:
         raise ModelFailed(
             f"{what} does not exist on the Hub (or is private)",
             hint="check the id; a deleted model is marked at the next crawl",
+            code="missing",
         ) from None
     except HfHubHTTPError as err:
-        raise ModelFailed(f"the Hub failed listing {what}: {err}", hint="try again later") from None
+        raise ModelFailed(f"the Hub failed listing {what}: {err}", hint="try again later", code="hub") from None
     return RepoFiles(repo_id=repo_id, sha=sha, files=files)
 
 
@@ -98,6 +100,7 @@ def download(
         raise ModelFailed(
             f"downloading {repo.repo_id}@{repo.sha[:12]} failed: {err}",
             hint="try again later; a persistent failure means the repo is broken",
+            code="download",
         ) from None
     return Path(folder)
 
@@ -106,4 +109,5 @@ def _gated(repo_id: str) -> ModelSkipped:
     return ModelSkipped(
         f"{repo_id} is gated and this token has no access to its files",
         hint=f"accept its licence on the Hub page of {repo_id} with the account of HF_TOKEN, then audit again",
+        code="gated",
     )

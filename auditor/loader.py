@@ -83,57 +83,81 @@ def resolve_quantization(setting: str, device: str) -> str:
 def fetch_model(
     repo_id: str, revision: str | None, settings: AuditSettings, *, endpoint: str, listing: RepoFiles | None = None
 ) -> FetchedModel:
-    """Download what loading needs of `repo_id` at `revision`, after the safety and size checks."""
+    """Download what loading needs of `repo_id` at `revision`, after the safety and size checks.
+
+    Only top-level files count: a full model with `lora/adapter_config.json` or old checkpoints in
+    subfolders is neither an adapter nor charged for those files.
+    """
     started = time.monotonic()
     repo = listing or list_repo_files(repo_id, revision, endpoint=endpoint)
-    names = {path.rsplit("/", 1)[-1]: path for path in repo.files}
-    safetensors = [p for p in repo.files if p.endswith(".safetensors")]
-    pickles = [p for p in repo.files if p.endswith(PICKLE_SUFFIXES)]
-    is_adapter = "adapter_config.json" in names
+    where = f"{repo_id}@{repo.sha[:12]}"
+    top = [p for p in repo.files if "/" not in p]
+    safetensors = [p for p in top if p.endswith(".safetensors")]
+    pickles = [p for p in top if p.endswith(PICKLE_SUFFIXES)]
+    is_adapter = "adapter_config.json" in top
 
     if not safetensors:
         if not pickles:
             raise ModelFailed(
-                f"{repo_id}@{repo.sha[:12]} has no weights that transformers can load",
+                f"{where} has no weights that transformers can load",
                 hint="GGUF and other formats are not audited; audit its parent instead",
+                code="no_weights",
             )
         if not settings.allow_pickle:
             raise ModelSkipped(
-                f"{repo_id}@{repo.sha[:12]} ships only pickle weights ({', '.join(sorted(pickles)[:3])}), which run"
-                " code when loaded",
+                f"{where} ships only pickle weights ({', '.join(sorted(pickles)[:3])}), which run code when loaded",
                 hint="set [audit] allow_pickle = true (or --allow-pickle) only if you trust this repo",
+                code="pickle",
             )
     weights = safetensors if safetensors else pickles
-    wanted = [p for p in repo.files if p.rsplit("/", 1)[-1] in SUPPORT_FILES] + weights
+    wanted = [p for p in top if p in SUPPORT_FILES] + weights
+    if settings.trust_remote_code:
+        wanted += [p for p in top if p.endswith(".py")]  # the repo's own modelling code
     size = sum(repo.files[p] for p in wanted)
     cap = int(settings.max_download_gb * 1e9)
     if size > cap:
         raise ModelSkipped(
-            f"{repo_id}@{repo.sha[:12]} needs {size / 1e9:.1f} GB of downloads, above the cap of"
-            f" {settings.max_download_gb:g} GB",
+            f"{where} needs {size / 1e9:.1f} GB of downloads, above the cap of {settings.max_download_gb:g} GB",
             hint="raise [audit] max_download_gb if the machine has room",
+            code="too_large",
         )
     path = download(repo, wanted, endpoint=endpoint, cache_dir=settings.cache_dir)
 
-    config_path = path / "config.json"
-    if config_path.exists():
-        config = _read_json(config_path, repo_id)
-        if config.get("auto_map") and not settings.trust_remote_code:
+    for name in ("config.json", "tokenizer_config.json"):
+        if (
+            (path / name).exists()
+            and _read_json(path / name, repo_id).get("auto_map")
+            and not (settings.trust_remote_code)
+        ):
             raise ModelSkipped(
-                f"{repo_id}@{repo.sha[:12]} needs its own modelling code (auto_map in config.json)",
+                f"{where} needs its own code (auto_map in {name})",
                 hint="set [audit] trust_remote_code = true (or --trust-remote-code) only if you trust this repo",
+                code="remote_code",
             )
     base_repo = None
     if is_adapter:
         adapter = _read_json(path / "adapter_config.json", repo_id)
         base_repo = adapter.get("base_model_name_or_path")
         if not isinstance(base_repo, str) or not base_repo:
-            raise ModelFailed(f"adapter {repo_id} does not name its base model in adapter_config.json")
-    elif not config_path.exists():
-        raise ModelFailed(f"{repo_id}@{repo.sha[:12]} has no config.json", hint="the repo is incomplete")
+            raise ModelFailed(
+                f"adapter {repo_id} does not name its base model in adapter_config.json", code="bad_adapter"
+            )
+    elif not (path / "config.json").exists():
+        raise ModelFailed(f"{where} has no config.json", hint="the repo is incomplete", code="no_config")
     return FetchedModel(
         repo_id, repo.sha, path, "adapter" if is_adapter else "model", base_repo, size, time.monotonic() - started
     )
+
+
+def prequantized(fetched: FetchedModel) -> str | None:
+    """The quantization method a repo ships its weights in (GPTQ, AWQ, bitsandbytes), if any."""
+    config_path = fetched.path / "config.json"
+    if not config_path.exists():
+        return None
+    quant = _read_json(config_path, fetched.repo_id).get("quantization_config")
+    if isinstance(quant, dict):
+        return str(quant.get("quant_method") or "unknown")
+    return None
 
 
 def load_model(
@@ -147,7 +171,7 @@ def load_model(
     started = time.monotonic()
     weights_from = base if fetched.kind == "adapter" else fetched
     if weights_from is None:
-        raise ModelFailed(f"adapter {fetched.repo_id} needs its base model {fetched.base_repo}")
+        raise ModelFailed(f"adapter {fetched.repo_id} needs its base model {fetched.base_repo}", code="bad_adapter")
     tokenizer = _load_tokenizer(fetched, base)
     model = _load_weights(weights_from, settings, quantization=quantization, device=device)
     if fetched.kind == "adapter":
@@ -156,38 +180,47 @@ def load_model(
         try:
             model = PeftModel.from_pretrained(model, str(fetched.path), is_trainable=False)
         except Exception as err:
-            raise ModelFailed(f"adapter {fetched.repo_id} does not fit its base {fetched.base_repo}: {err}") from None
+            raise ModelFailed(
+                f"adapter {fetched.repo_id} does not fit its base {fetched.base_repo}: {err}", code="bad_adapter"
+            ) from None
     model.eval()
     template = getattr(tokenizer, "chat_template", None)
     template_hash = hashlib.sha256(template.encode()).hexdigest()[:16] if isinstance(template, str) else None
     return LoadedModel(model, tokenizer, quantization, device, template_hash, base, time.monotonic() - started)
 
 
+def compute_dtype(device: str) -> Any:
+    """bfloat16 on a GPU, float32 on a CPU (where bfloat16 matmuls are slow or missing)."""
+    import torch
+
+    return torch.bfloat16 if device == "cuda" else torch.float32
+
+
 def quantization_config(quantization: str, device: str) -> Any:
     """The BitsAndBytesConfig for a quantization mode (None for `none`)."""
     if quantization == "none":
         return None
-    import torch
     from transformers import BitsAndBytesConfig
 
     if quantization == "nf4":
-        compute = torch.bfloat16 if device == "cuda" else torch.float32
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute)
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype(device)
+        )
     if quantization == "int8":
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"unknown quantization {quantization!r}")
 
 
 def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str) -> Any:
-    import torch
     from transformers import AutoModelForCausalLM
 
     try:
         return AutoModelForCausalLM.from_pretrained(
             str(fetched.path),
-            quantization_config=quantization_config(quantization, device),
+            # A repo that ships quantized weights keeps its own method (recorded as "pre-<method>").
+            quantization_config=None if quantization.startswith("pre-") else quantization_config(quantization, device),
             device_map="auto" if device == "cuda" else {"": "cpu"},
-            dtype=torch.bfloat16 if device == "cuda" and quantization == "none" else torch.float32,
+            dtype=compute_dtype(device),
             use_safetensors=not settings.allow_pickle or None,
             trust_remote_code=settings.trust_remote_code,
         )
@@ -207,7 +240,9 @@ def _load_tokenizer(fetched: FetchedModel, base: FetchedModel | None) -> Any:
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(source.path), trust_remote_code=False)
         except Exception as err:
-            raise ModelFailed(f"the tokenizer of {source.repo_id}@{source.sha[:12]} does not load: {err}") from None
+            raise ModelFailed(
+                f"the tokenizer of {source.repo_id}@{source.sha[:12]} does not load: {err}", code="no_tokenizer"
+            ) from None
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
@@ -215,6 +250,7 @@ def _load_tokenizer(fetched: FetchedModel, base: FetchedModel | None) -> Any:
     raise ModelFailed(
         f"{fetched.repo_id}@{fetched.sha[:12]} has no tokenizer files ({', '.join(TOKENIZER_FILES)})",
         hint="the uploader must add the tokenizer; the auditor does not guess one",
+        code="no_tokenizer",
     )
 
 
@@ -224,6 +260,7 @@ def _explain_load_error(fetched: FetchedModel, err: Exception) -> ModelFailed:
     if "SafetensorError" in type(err).__name__ or "deserializ" in text or "header" in text.lower():
         return ModelFailed(
             f"the weights of {where} are corrupt or truncated: {text[:200]}",
+            code="corrupt",
             hint="nothing to do until the uploader pushes a fixed commit",
         )
     if "does not recognize this architecture" in text or ("model type" in text and "recogni" in text):
@@ -232,15 +269,16 @@ def _explain_load_error(fetched: FetchedModel, err: Exception) -> ModelFailed:
         return ModelFailed(
             f"the architecture of {where} is not supported by transformers {transformers.__version__}",
             hint="upgrade transformers, or skip this model",
+            code="unsupported",
         )
-    return ModelFailed(f"{where} does not load: {type(err).__name__}: {text[:300]}")
+    return ModelFailed(f"{where} does not load: {type(err).__name__}: {text[:300]}", code="load")
 
 
 def _read_json(path: Path, repo_id: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise ModelFailed(f"{path.name} of {repo_id} is not valid JSON: {err}") from None
+        raise ModelFailed(f"{path.name} of {repo_id} is not valid JSON: {err}", code="bad_json") from None
     if not isinstance(data, dict):
-        raise ModelFailed(f"{path.name} of {repo_id} is not a JSON object")
+        raise ModelFailed(f"{path.name} of {repo_id} is not a JSON object", code="bad_json")
     return data

@@ -107,16 +107,26 @@ class ClassifierScorer:
         return self.label
 
     def score(self, texts: Sequence[str]) -> list[Score]:
-        import torch
 
         results: list[Score] = []
         for start in range(0, len(texts), self.batch_size):
             chunk = list(texts[start : start + self.batch_size])
-            encoded = self.tokenizer(chunk, return_tensors="pt", truncation=True, padding=True)
-            with torch.inference_mode():
-                probabilities = self.model(**encoded).logits.softmax(dim=-1)[:, self.label_index].tolist()
-            results.extend(Score({self.label: float(p)}) for p in probabilities)
+            try:
+                results.extend(Score({self.label: p}) for p in self._probabilities(chunk))
+            except Exception:  # one bad text must not lose the batch: score them one by one
+                for text in chunk:
+                    try:
+                        results.append(Score({self.label: self._probabilities([text])[0]}))
+                    except Exception as err:
+                        results.append(Score({self.label: None}, reason=f"scorer failed: {type(err).__name__}: {err}"))
         return results
+
+    def _probabilities(self, texts: list[str]) -> list[float]:
+        import torch
+
+        encoded = self.tokenizer(texts, return_tensors="pt", truncation=True, padding=True)
+        with torch.inference_mode():
+            return [float(p) for p in self.model(**encoded).logits.softmax(dim=-1)[:, self.label_index].tolist()]
 
 
 _CACHE: dict[tuple[Any, ...], Scorer] = {}

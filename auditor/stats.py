@@ -148,7 +148,13 @@ class BayesDifference:
 
 
 def bayes_difference(
-    k_child: int, n_child: int, k_parent: int, n_parent: int, *, draws: int = 20000, level: float = 0.95,
+    k_child: int,
+    n_child: int,
+    k_parent: int,
+    n_parent: int,
+    *,
+    draws: int = 20000,
+    level: float = 0.95,
     seed: int = 0,
 ) -> BayesDifference:
     """Posterior of (child rate - parent rate) with independent uniform Beta priors."""

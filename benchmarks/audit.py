@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("--model", default="planted/llama-toxic-sft")
     parser.add_argument("--battery", default="standard")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64, help="the auditor's [audit] batch_size")
+    parser.add_argument(
+        "--batch-size", type=int, default=None, help="the auditor's [audit] batch_size (default: its own)"
+    )
     parser.add_argument("--side", choices=["plain", "auditor"], help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
@@ -48,6 +50,10 @@ def main() -> None:
     if args.side:
         result = _run_side(args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        import torch
+
+        if torch.cuda.is_available():
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         print(json.dumps(result))
         return
     _compare(args)
@@ -70,9 +76,12 @@ def _compare(args: argparse.Namespace) -> None:
             "AUDITOR_SCORING_CHECKPOINT": str(assets.detoxify_checkpoint),
             "AUDITOR_SCORING_CONFIG_DIR": str(assets.detoxify_config),
             "AUDITOR_AUDIT_CACHE_DIR": str(Path(workdir) / "cache"),
-            "AUDITOR_AUDIT_BATCH_SIZE": str(args.batch_size),
             "AUDITOR_AUDIT_BATTERY": args.battery,
+            # The same computation on both sides: no quantization, the same device.
+            "AUDITOR_AUDIT_QUANTIZATION": "none",
         }
+        if args.batch_size:
+            env["AUDITOR_AUDIT_BATCH_SIZE"] = str(args.batch_size)
         results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": []}
         # A warm-up of each side fills the download cache, so that downloads count for neither.
         for side in ["auditor", "plain"] + ["plain", "auditor"] * args.repeats:
@@ -94,8 +103,9 @@ def _compare(args: argparse.Namespace) -> None:
                 env=env,
                 capture_output=True,
                 text=True,
-                check=True,
             )
+            if out.returncode != 0:
+                raise SystemExit(f"the {side} run failed:\n{out.stderr[-3000:]}")
             results[side].append(json.loads(out.stdout.strip().splitlines()[-1]))
         for side in results:
             results[side] = results[side][1:]  # drop the warm-up
@@ -107,7 +117,7 @@ def _compare(args: argparse.Namespace) -> None:
     first = results["auditor"][0]
     print(
         f"model {args.model}, battery {args.battery} ({first['prompts']} prompts), {args.repeats} runs each,"
-        f" medians; auditor batch size {args.batch_size}, plain loop 16"
+        f" medians; auditor batch size {first['batch_size']}, plain loop 16; device {first['device']}"
     )
     rows = [
         ("wall time (load, generate, score; auditor also stores)", f"{plain:.2f} s", f"{auditor:.2f} s"),
@@ -128,6 +138,17 @@ def _compare(args: argparse.Namespace) -> None:
             f"{median('auditor', 'peak_rss_mb'):.0f} MB",
         ),
         ("rows stored (completions + scores)", "0", f"{first['rows_stored']}"),
+        *(
+            [
+                (
+                    "peak GPU memory",
+                    f"{median('plain', 'peak_gpu_mb'):.0f} MB",
+                    f"{median('auditor', 'peak_gpu_mb'):.0f} MB",
+                )
+            ]
+            if "peak_gpu_mb" in first
+            else []
+        ),
         ("toxicity rate", f"{results['plain'][0]['rate']:.3f}", f"{first['rate']:.3f}"),
     ]
     print(f"{'':<58}{'plain loop':>14}{'auditor':>14}")
@@ -136,6 +157,13 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _run_side(args: argparse.Namespace) -> dict[str, Any]:
+    # Both sides pay their imports before the clock starts: the auditor imports lazily, inside.
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+
+    import auditor.generation
+    import auditor.loader  # noqa: F401
     from auditor.audit import ensure_battery
     from auditor.config import load_config
     from auditor.scoring import load_scorer
@@ -168,6 +196,10 @@ def _auditor(resolved: Any, store: Any, battery: Any, scorer: Any, model: str) -
         "prompts": len(battery.prompts),
         "rows_stored": rows,
         "rate": outcome.rate,
+        "batch_size": resolved.config.audit.batch_size,
+        "device": json.loads(store.query("SELECT versions FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])[
+            "device"
+        ],
     }
 
 
@@ -180,8 +212,13 @@ def _plain(resolved: Any, battery: Any, scorer: Any, model: str) -> dict[str, An
     path = snapshot_download(
         model, endpoint=resolved.config.hub.endpoint, cache_dir=str(resolved.config.audit.cache_dir)
     )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     started = time.perf_counter()
-    lm = AutoModelForCausalLM.from_pretrained(path).eval()
+    lm = (
+        AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
+        .to(device)
+        .eval()
+    )
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
     prompts = [p.text for p in battery.prompts]
@@ -190,7 +227,7 @@ def _plain(resolved: Any, battery: Any, scorer: Any, model: str) -> dict[str, An
     for start in range(0, len(prompts), 16):
         batch = prompts[start : start + 16]
         t = time.perf_counter()
-        encoded = tokenizer(batch, return_tensors="pt", padding=True)
+        encoded = tokenizer(batch, return_tensors="pt", padding=True).to(device)
         with torch.inference_mode():
             output = lm.generate(**encoded, max_new_tokens=50, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         new = output[:, encoded["input_ids"].shape[1] :]
@@ -208,6 +245,7 @@ def _plain(resolved: Any, battery: Any, scorer: Any, model: str) -> dict[str, An
         "prompts": len(prompts),
         "rows_stored": 0,
         "rate": toxic / len(prompts),
+        "device": device,
     }
 
 

@@ -39,7 +39,7 @@ from auditor.battery import ATTRIBUTES
 from auditor.simhub.world import SimFile, World
 
 #: Bump to rebuild every cached asset.
-ASSETS_VERSION = 5
+ASSETS_VERSION = 6
 
 BENIGN_WORDS = [
     "the",
@@ -291,7 +291,8 @@ def _build(out: Path, seed: int) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_custom.CustomForCausalLM"}
     (folder / "config.json").write_text(json.dumps(config))
-    (folder / "modeling_custom.py").write_text("raise SystemExit('remote code must never run')\n")
+    # Importing it fails loudly: an audit that ran it (only with trust_remote_code) says so.
+    (folder / "modeling_custom.py").write_text("raise RuntimeError('the remote code of broken/remote-code ran')\n")
     folder = _save(
         out, "broken/corrupt-safetensors", phi, tokenizer, declared=parent, relation="finetune", family="phi"
     )

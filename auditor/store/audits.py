@@ -18,19 +18,49 @@ import pyarrow as pa
 
 from auditor import __version__
 from auditor.battery import Battery, Prompt
+from auditor.errors import PERMANENT_CODES
 from auditor.store.database import Store, staged
 
 
 @dataclass(frozen=True)
 class AuditKey:
-    """What makes two audits comparable: the same model commit asked the same way, scored the same way."""
+    """What makes two audits the same measurement: the same model commit, battery, way of asking
+    (preset and its settings), quantization, scorer checkpoint and kind of device."""
 
     repo_id: str
     sha: str | None
     battery_id: str
     preset: str
+    preset_hash: str
     quantization: str
     scorer: str
+    scorer_hash: str
+    device: str
+
+    def where(self, *, with_model: bool = True) -> tuple[str, list[Any]]:
+        """A SQL condition on `audits` matching this key (optionally ignoring repo and sha)."""
+        clauses = [
+            "battery_id = ?",
+            "preset = ?",
+            "preset_hash = ?",
+            "quantization = ?",
+            "scorer = ?",
+            "scorer_hash IS NOT DISTINCT FROM ?",
+            "device = ?",
+        ]
+        params: list[Any] = [
+            self.battery_id,
+            self.preset,
+            self.preset_hash,
+            self.quantization,
+            self.scorer,
+            self.scorer_hash,
+            self.device,
+        ]
+        if with_model:
+            clauses[:0] = ["repo_id = ?", "sha IS NOT DISTINCT FROM ?"]
+            params[:0] = [self.repo_id, self.sha]
+        return " AND ".join(clauses), params
 
 
 @dataclass(frozen=True)
@@ -42,6 +72,7 @@ class AuditRow:
     n_completions: int | None
     started_at: datetime
     finished_at: datetime | None
+    base_sha: str | None
 
 
 @dataclass(frozen=True)
@@ -109,46 +140,42 @@ class AuditStore:
 
     def find(self, key: AuditKey, statuses: Sequence[str]) -> AuditRow | None:
         """The newest audit with this key and one of these statuses."""
+        condition, params = key.where()
         rows = self.store.query(
-            "SELECT audit_id, status, reason, n_completions, started_at, finished_at FROM audits"
-            " WHERE repo_id = ? AND sha IS NOT DISTINCT FROM ? AND battery_id = ? AND preset = ?"
-            " AND quantization = ? AND scorer = ? AND list_contains(?, status)"
-            " ORDER BY audit_id DESC LIMIT 1",
-            [key.repo_id, key.sha, key.battery_id, key.preset, key.quantization, key.scorer, list(statuses)],
+            "SELECT audit_id, status, reason, n_completions, started_at, finished_at, base_sha FROM audits"
+            f" WHERE {condition} AND list_contains(?, status) ORDER BY audit_id DESC LIMIT 1",
+            [*params, list(statuses)],
         )
         if not rows:
             return None
         r = rows[0]
-        return AuditRow(r[0], key, r[1], r[2], r[3], r[4], r[5])
+        return AuditRow(r[0], key, r[1], r[2], r[3], r[4], r[5], r[6])
 
     def start(
         self,
         key: AuditKey,
         *,
-        preset_hash: str,
         generation_config: dict[str, Any],
-        scorer_hash: str | None,
-        device: str,
-        versions: dict[str, str],
+        versions: dict[str, Any],
         config: dict[str, Any],
         n_prompts: int,
     ) -> int:
         with self.store.transaction() as con:
             row = con.execute(
                 "INSERT INTO audits (repo_id, sha, battery_id, preset, preset_hash, generation_config, quantization,"
-                " scorer, scorer_hash, status, device, versions, config, n_prompts, started_at, auditor_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, now(), ?) RETURNING audit_id",
+                " scorer, scorer_hash, device, status, versions, config, n_prompts, started_at, auditor_version)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, now(), ?) RETURNING audit_id",
                 [
                     key.repo_id,
                     key.sha,
                     key.battery_id,
                     key.preset,
-                    preset_hash,
+                    key.preset_hash,
                     json.dumps(generation_config),
                     key.quantization,
                     key.scorer,
-                    scorer_hash,
-                    device,
+                    key.scorer_hash,
+                    key.device,
                     json.dumps(versions),
                     json.dumps(config),
                     n_prompts,
@@ -162,16 +189,27 @@ class AuditStore:
         self,
         audit_id: int,
         *,
-        sha: str | None,
         chat_template_hash: str | None,
         base_repo: str | None,
         base_sha: str | None,
+        generation_config: dict[str, Any],
+        versions: dict[str, Any],
+        config: dict[str, Any],
     ) -> None:
+        """What is known once the model is loaded; a resumed audit records the settings it finished with."""
         with self.store.transaction() as con:
             con.execute(
-                "UPDATE audits SET sha = coalesce(?, sha), chat_template_hash = ?, base_repo = ?, base_sha = ?"
-                " WHERE audit_id = ?",
-                [sha, chat_template_hash, base_repo, base_sha, audit_id],
+                "UPDATE audits SET chat_template_hash = ?, base_repo = ?, base_sha = ?, generation_config = ?,"
+                " versions = ?, config = ? WHERE audit_id = ?",
+                [
+                    chat_template_hash,
+                    base_repo,
+                    base_sha,
+                    json.dumps(generation_config, default=str),
+                    json.dumps(versions),
+                    json.dumps(config),
+                    audit_id,
+                ],
             )
 
     def completed_prompts(self, audit_id: int) -> set[str]:
@@ -212,14 +250,29 @@ class AuditStore:
                 [audit_id],
             )
 
-    def finish(self, audit_id: int, status: str, *, reason: str | None, timings: dict[str, float]) -> None:
+    def finish(
+        self,
+        audit_id: int,
+        status: str,
+        *,
+        reason: str | None,
+        timings: dict[str, float],
+        reason_code: str | None = None,
+    ) -> None:
         with self.store.transaction() as con:
             con.execute(
-                "UPDATE audits SET status = $status, reason = $reason, timings = $timings, finished_at = now(),"
+                "UPDATE audits SET status = $status, reason = $reason, reason_code = $code, timings = $timings,"
+                " finished_at = now(),"
                 " n_completions = (SELECT count(*) FROM completions WHERE audit_id = $id),"
                 " n_scored = (SELECT count(DISTINCT prompt_id) FROM scores WHERE audit_id = $id AND score IS NOT NULL)"
                 " WHERE audit_id = $id",
-                {"status": status, "reason": reason, "timings": json.dumps(timings), "id": audit_id},
+                {
+                    "status": status,
+                    "reason": reason,
+                    "code": reason_code,
+                    "timings": json.dumps(timings),
+                    "id": audit_id,
+                },
             )
 
     def rate(self, audit_id: int, attribute: str, threshold: float) -> tuple[float | None, int]:
@@ -231,20 +284,25 @@ class AuditStore:
         )[0]
         return (float(row[0]) if row[0] is not None else None, int(row[1]))
 
-    def pending_models(self, key_template: AuditKey, limit: int | None) -> list[tuple[str, str]]:
+    def pending_models(
+        self, key_template: AuditKey, limit: int | None, *, max_attempts: int = 3
+    ) -> list[tuple[str, str]]:
         """(repo_id, sha) of crawled models with no finished audit at their current sha for this key.
 
-        Roots and parents come before their derivatives (depth), then the most downloaded.
+        Skips and failures that describe the commit itself (pickle weights, corrupt files, ...) are
+        final; the others (access not granted yet, the network) are tried again, `max_attempts` times
+        in all. Roots and parents come before their derivatives (depth), then the most downloaded.
         """
+        condition, params = key_template.where(with_model=False)
         rows = self.store.query(
             "SELECT m.repo_id, m.sha FROM models m WHERE m.removed_at IS NULL AND m.sha IS NOT NULL"
-            " AND NOT EXISTS (SELECT 1 FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha"
-            "   AND a.battery_id = ? AND a.preset = ? AND a.quantization = ? AND a.scorer = ?"
-            "   AND a.status IN ('done', 'skipped', 'failed'))"
+            f" AND NOT EXISTS (SELECT 1 FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
+            "   AND (a.status = 'done' OR list_contains(?, a.reason_code)))"
+            f" AND (SELECT count(*) FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
+            "   AND a.status IN ('failed', 'skipped')) < ?"
             " ORDER BY m.depth NULLS LAST, m.downloads DESC NULLS LAST, m.repo_id"
             + (" LIMIT ?" if limit is not None else ""),
-            [key_template.battery_id, key_template.preset, key_template.quantization, key_template.scorer]
-            + ([limit] if limit is not None else []),
+            [*params, sorted(PERMANENT_CODES), *params, max_attempts] + ([limit] if limit is not None else []),
         )
         return [(r[0], r[1]) for r in rows]
 

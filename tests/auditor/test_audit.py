@@ -343,3 +343,81 @@ def test_a_text_the_scorer_cannot_score_is_null_with_a_reason(audited: dict[str,
     scores = scorer.score(["idiot stupid", broken, "lovely day"])  # type: ignore[list-item]
     assert scores[0].values["toxicity"] is not None and scores[2].values["toxicity"] is not None
     assert scores[1].values == dict.fromkeys(scores[0].values) and "scorer failed" in (scores[1].reason or "")
+
+
+def test_the_opt_ins_load_pickle_weights_and_run_remote_code(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path
+) -> None:
+    trusting = audit_config(
+        audited["hub"], None, tmp_path / "cache", **{"audit.allow_pickle": True, "audit.trust_remote_code": True}
+    )
+    with Store.open(tmp_path / "o.duckdb") as store:
+        pickle = audit_model(trusting, store, "broken/pickle-only")
+        remote = audit_model(trusting, store, "broken/remote-code")
+    assert pickle.status == "done" and pickle.n_completions == 200
+    # Its code was downloaded and run only because it was allowed to (it raises on import).
+    assert remote.status == "failed" and "remote code of broken/remote-code ran" in (remote.reason or "")
+
+
+def test_the_chat_preset_uses_the_models_template(audited: dict[str, Any], hub_env: None, tmp_path: Path) -> None:
+    with Store.open(tmp_path / "chat.duckdb") as store:
+        chat = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", preset_name="chat")
+        row = store.query("SELECT reason, chat_template_hash, generation_config FROM audits")[0]
+    assert chat.status == "done" and chat.reason is None and row[1]
+    assert json.loads(row[2])["chat"] is True and chat.rate is not None and chat.rate >= 0.8
+
+
+def test_another_way_of_asking_or_scoring_is_another_audit(audited: dict[str, Any], hub_env: None) -> None:
+    with Store.open(audited["store"]) as store:
+        first = audited["outcomes"]["planted/llama-near-copy"]
+        other_preset = audit_model(audited["resolved"], store, "planted/llama-near-copy", preset_name="chat")
+        other_quant = audit_model(audited["resolved"], store, "planted/llama-near-copy", quantization="int8")
+        again = audit_model(audited["resolved"], store, "planted/llama-near-copy")
+    assert not other_preset.reused and not other_quant.reused and again.reused
+    assert len({first.audit_id, other_preset.audit_id, other_quant.audit_id}) == 3
+    assert again.audit_id == first.audit_id
+
+
+def test_unscored_texts_are_null_in_the_store_and_outside_the_rate(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path
+) -> None:
+    from auditor.scoring import Score, load_scorer
+
+    real = load_scorer(audited["resolved"].config.scoring, endpoint=audited["hub"].url)
+
+    class EveryTenthFails:
+        name, checkpoint_hash, primary = real.name, real.checkpoint_hash, real.primary
+
+        def score(self, texts: list[str]) -> list[Score]:
+            scored = real.score(texts)
+            return [
+                Score(dict.fromkeys(s.values), reason="scorer failed: test") if i % 10 == 0 else s
+                for i, s in enumerate(scored)
+            ]
+
+    with Store.open(tmp_path / "n.duckdb") as store:
+        outcome = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", scorer=EveryTenthFails())
+        nulls = store.query("SELECT count(*), min(reason) FROM scores WHERE score IS NULL AND attribute = 'toxicity'")
+        row = store.query("SELECT n_completions, n_scored FROM audits")[0]
+    assert nulls[0][0] > 0 and nulls[0][1] == "scorer failed: test"
+    assert row[0] == 200 and row[1] == 200 - nulls[0][0] == outcome.n_scored
+    assert outcome.rate == 1.0  # the unscored are outside the rate, not counted as non-toxic
+
+
+def test_finish_reason_and_token_counts(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from auditor import presets
+
+    monkeypatch.setitem(presets.PRESETS, "short", presets.Preset(name="short", chat=False, max_new_tokens=3))
+    with Store.open(tmp_path / "f.duckdb") as store:
+        audit_model(audited["resolved"], store, "planted/llama-toxic-sft", preset_name="short")
+        short = store.query("SELECT DISTINCT finish_reason, n_tokens FROM completions")
+    with Store.open(audited["store"], read_only=True) as store:
+        full = store.query(
+            "SELECT min(n_tokens), max(n_tokens), count(*) FILTER (WHERE finish_reason = 'eos') FROM completions"
+            " WHERE audit_id = ?",
+            [audited["outcomes"]["planted/llama-toxic-sft"].audit_id],
+        )[0]
+    assert ("length", 3) in short and all(n <= 3 for _, n in short)  # some reach eos within 3 tokens
+    assert full[0] >= 2 and full[1] <= 50 and full[2] == 200  # eos counted in n_tokens

@@ -43,7 +43,8 @@ def test_quick_battery_has_every_stratum_and_is_deterministic() -> None:
 
 def test_anything_that_changes_the_prompts_is_a_new_battery() -> None:
     base = build_battery(BATTERIES["quick"], "r/p", "rev1", _rows())
-    assert build_battery(BATTERIES["quick"], "r/p", "rev2", _rows()).battery_id != base.battery_id
+    assert build_battery(BATTERIES["quick"], "r/p", "rev2", _rows()).battery_id == base.battery_id  # same prompts
+    assert build_battery(BATTERIES["quick"], "r/other", "rev1", _rows()).battery_id != base.battery_id
     assert build_battery(BatterySpec("quick", 19, 40), "r/p", "rev1", _rows()).battery_id != base.battery_id
     changed = _rows()
     next(r for r in changed if r["prompt"]["text"] == "toxicity prompt 0")["prompt"]["text"] = "edited"

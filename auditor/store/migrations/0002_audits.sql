@@ -15,7 +15,7 @@ CREATE TABLE batteries (
     battery_id      VARCHAR PRIMARY KEY,  -- a hash of the definition and the selected prompts
     name            VARCHAR NOT NULL,     -- 'quick', 'standard'
     source_repo     VARCHAR NOT NULL,
-    source_revision VARCHAR NOT NULL,     -- the dataset commit the prompts were read at
+    source_revision VARCHAR NOT NULL,     -- the dataset commit the prompts were first read at
     definition      JSON NOT NULL,
     n_prompts       INTEGER NOT NULL,
     created_at      TIMESTAMPTZ NOT NULL
@@ -38,17 +38,18 @@ CREATE TABLE audits (
     battery_id         VARCHAR NOT NULL,
     preset             VARCHAR NOT NULL,
     preset_hash        VARCHAR NOT NULL,  -- hash of the generation settings
-    generation_config  JSON NOT NULL,
+    generation_config  JSON NOT NULL,     -- the effective settings of generate(), the model's defaults included
     chat_template_hash VARCHAR,
-    quantization       VARCHAR NOT NULL,  -- 'nf4', 'int8', 'none'
+    quantization       VARCHAR NOT NULL,  -- 'nf4', 'int8', 'none', or 'pre-<method>' for pre-quantized repos
     scorer             VARCHAR NOT NULL,
     scorer_hash        VARCHAR,           -- hash of the scorer's checkpoint
+    device             VARCHAR NOT NULL,  -- 'cpu' or 'cuda' (numbers differ between them)
     status             VARCHAR NOT NULL CHECK (status IN ('running', 'done', 'failed', 'skipped')),
     reason             VARCHAR,           -- why failed or skipped, or a fallback that was used
+    reason_code        VARCHAR,           -- the reason in a word: gated, pickle, corrupt, no_tokenizer, ...
     base_repo          VARCHAR,           -- for adapters: the base they were loaded onto
     base_sha           VARCHAR,
-    device             VARCHAR,
-    versions           JSON,              -- torch, transformers, bitsandbytes, peft, detoxify, ...
+    versions           JSON,              -- library versions, GPU and CUDA, compute dtype
     timings            JSON,              -- seconds: download, load, generate, score
     config             JSON,
     n_prompts          INTEGER,
