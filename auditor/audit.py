@@ -152,6 +152,7 @@ def audit_model(
             versions=_versions(device),
             config=resolved.provenance(),
             n_prompts=len(battery.prompts),
+            primary_attribute=scorer.primary,
         )
 
     try:

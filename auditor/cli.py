@@ -215,6 +215,114 @@ def audit(
 
 
 @cli.group()
+def report() -> None:
+    """Reports on what the audits found."""
+
+
+@report.command("drift")
+@click.option("--family", default=None, help="Only this family (gemma, llama, phi, ...).")
+@click.option(
+    "--relation",
+    type=click.Choice(["finetune", "adapter", "quantized", "merge"]),
+    default=None,
+    help="Only derivatives of this relation to their parent.",
+)
+@click.option("--root", "root", default=None, metavar="ID", help="Only descendants of this root model.")
+@click.option("--min-downloads", type=int, default=None, help="Only derivatives with at least this many downloads.")
+@click.option("--since", type=click.DateTime(), default=None, help="Only audits finished since this date.")
+@click.option("--limit", type=int, default=None, help="At most this many rows (most drifted first).")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="False discovery rate.")
+@click.option(
+    "--min-effect",
+    type=float,
+    default=0.01,
+    show_default=True,
+    help="Smallest difference of rates called drift (0.01 is one point).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@config_option
+@store_option
+def report_drift(
+    family: str | None,
+    relation: str | None,
+    root: str | None,
+    min_downloads: int | None,
+    since: Any,
+    limit: int | None,
+    alpha: float,
+    min_effect: float,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
+    """The most drifted derivatives against their parents, with intervals and q-values.
+
+    \b
+    Examples:
+      auditor report drift --family llama --min-downloads 100
+      auditor report drift --format json > drift.json
+    """
+    from datetime import timezone
+
+    from auditor.config import load_config
+    from auditor.drift import DriftFilters, drift_rows, not_compared, refresh_drift
+    from auditor.store import Store
+    from reports.drift import render_drift
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    threshold = resolved.config.scoring.threshold
+    with Store.open(resolved.config.store.path) as opened:
+        refresh_drift(opened, threshold=threshold)
+        rows = drift_rows(
+            opened,
+            threshold=threshold,
+            alpha=alpha,
+            min_effect=min_effect,
+            filters=DriftFilters(
+                family, relation, root, min_downloads, since.replace(tzinfo=timezone.utc) if since else None
+            ),
+        )
+        skipped = not_compared(opened)
+    render_drift(rows[:limit] if limit else rows, skipped, fmt=fmt, threshold=threshold)
+
+
+@cli.command("sql")
+@click.argument("query")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@config_option
+@store_option
+def sql(query: str, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+    """Run one read-only SQL query on the store and print the result.
+
+    \b
+    Example:
+      auditor sql "SELECT child, delta, q_value FROM drift WHERE drifted ORDER BY delta DESC LIMIT 10"
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+    from reports.tables import render_records
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        records = opened.run_read_query(query)
+    render_records(records, fmt=fmt)
+
+
+@cli.group()
 def sim() -> None:
     """The simulated Hub, for tests, benchmarks and demos."""
 

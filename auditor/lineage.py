@@ -154,6 +154,31 @@ class LineageGraph:
                 queue.append(child)
         return placement
 
+    def closure(self, members: set[str] | None = None) -> list[tuple[str, str, int]]:
+        """(ancestor, descendant, shortest distance) for every pair joined by child edges.
+
+        A breadth-first walk from each model; each descendant is met once per walk, so cycles
+        terminate (a model on a cycle is not its own descendant here).
+        """
+        pairs: list[tuple[str, str, int]] = []
+        nodes = members if members is not None else set(self.parents) | set(self.children)
+        for ancestor in sorted(nodes):
+            seen = {ancestor}
+            frontier = [ancestor]
+            distance = 0
+            while frontier:
+                distance += 1
+                following = []
+                for node in frontier:
+                    for child in self.children.get(node, ()):
+                        if child in seen or (members is not None and child not in members):
+                            continue
+                        seen.add(child)
+                        following.append(child)
+                        pairs.append((ancestor, child, distance))
+                frontier = following
+        return pairs
+
     def cycles(self) -> list[list[str]]:
         """Strongly connected components with more than one model (iterative Tarjan)."""
         index: dict[str, int] = {}

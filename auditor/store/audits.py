@@ -159,12 +159,14 @@ class AuditStore:
         versions: dict[str, Any],
         config: dict[str, Any],
         n_prompts: int,
+        primary_attribute: str,
     ) -> int:
         with self.store.transaction() as con:
             row = con.execute(
                 "INSERT INTO audits (repo_id, sha, battery_id, preset, preset_hash, generation_config, quantization,"
-                " scorer, scorer_hash, device, status, versions, config, n_prompts, started_at, auditor_version)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, now(), ?) RETURNING audit_id",
+                " scorer, scorer_hash, device, status, versions, config, n_prompts, started_at, auditor_version,"
+                " primary_attribute)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, now(), ?, ?) RETURNING audit_id",
                 [
                     key.repo_id,
                     key.sha,
@@ -180,6 +182,7 @@ class AuditStore:
                     json.dumps(config),
                     n_prompts,
                     __version__,
+                    primary_attribute,
                 ],
             ).fetchone()
         assert row is not None

@@ -158,6 +158,17 @@ class Store:
         """Run one read query and return its rows."""
         return self._con.execute(sql, params or []).fetchall()
 
+    def run_read_query(self, sql: str) -> list[dict[str, Any]]:
+        """A user's query, on a read-only store: errors become a StoreError that quotes DuckDB."""
+        if not self.read_only:
+            raise StoreError("user queries run on a read-only store", hint="open the store with read_only=True")
+        try:
+            return self.query_dicts(sql)
+        except duckdb.Error as err:
+            raise StoreError(
+                f"the query failed: {err}", hint="check the SQL; tables and views are in the README"
+            ) from None
+
     def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Run one read query and return its rows as dicts keyed by column name."""
         cursor = self._con.execute(sql, params or [])

@@ -463,6 +463,7 @@ class LineageStore:
             if left:
                 self._remove(con, crawl_id, left, "left_tree")
             self._write_placement(con, placement, set(roots))
+            self._write_closure(con, graph, set(placement))
 
             in_tree = set(placement)
             defects: list[LineageDefect] = [
@@ -507,6 +508,20 @@ class LineageStore:
             row = con.execute("SELECT requests FROM crawl_runs WHERE crawl_id = ?", [crawl_id]).fetchone()
             summary["requests"] = int(row[0]) if row else requests
         return summary
+
+    def _write_closure(self, con: duckdb.DuckDBPyConnection, graph: LineageGraph, members: set[str]) -> None:
+        """Recompute `lineage_closure` for the current tree (cheap: about depth rows per model)."""
+        pairs = graph.closure(members)
+        table = pa.table(
+            {
+                "ancestor": pa.array([a for a, _, _ in pairs], pa.string()),
+                "descendant": pa.array([d for _, d, _ in pairs], pa.string()),
+                "distance": pa.array([n for _, _, n in pairs], pa.int32()),
+            }
+        )
+        with staged(con, {"_closure": table}):
+            con.execute("DELETE FROM lineage_closure_table")
+            con.execute("INSERT INTO lineage_closure_table SELECT * FROM _closure")
 
     def _write_placement(
         self, con: duckdb.DuckDBPyConnection, placement: dict[str, TreePlacement], roots: set[str]

@@ -1,0 +1,310 @@
+"""Drift along the lineage: each derivative's audit against its parent's, paired on the prompts.
+
+Two audits are compared only when they were made the same way: the same battery, preset,
+quantization, scorer and device. For each model and way of auditing, the newest done audit speaks
+for it. A pair's statistics (`drift_pairs`) depend only on the two audits, which never change once
+done, so they are computed once and kept; the false-discovery control runs over all pairs at
+report time, because every new comparison changes everyone's q-value.
+
+Where drift entered: along a chain root -> A -> B -> C, each hop is its own pair, so the drift
+shows on the hop where it appears (`entered_at`), not on every descendant after it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from auditor.stats import PairedCounts, benjamini_hochberg, is_drifted, mcnemar_exact, paired_bootstrap_interval
+from auditor.store import Store
+from auditor.store.database import staged
+
+#: What two audits must share to be compared.
+SETTINGS = ("battery_id", "preset", "quantization", "scorer", "device")
+BAYES_DRAWS = 4000
+
+
+@dataclass(frozen=True)
+class DriftRow:
+    """One derivative against its parent (the fields of the `drift` view, and JSON output)."""
+
+    child: str
+    child_sha: str | None
+    parent: str
+    parent_sha: str | None
+    relation: str | None
+    family: str | None
+    downloads: int | None
+    child_audit: int
+    parent_audit: int
+    battery_id: str
+    preset: str
+    quantization: str
+    scorer: str
+    device: str
+    n_paired: int
+    rate_child: float | None
+    rate_parent: float | None
+    delta: float
+    boot_low: float
+    boot_high: float
+    bayes_mean: float
+    bayes_low: float
+    bayes_high: float
+    p_value: float
+    q_value: float
+    drifted: bool
+    rate_root: float | None
+    delta_root: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class NotCompared:
+    child: str
+    parent: str
+    reason: str
+
+
+def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
+    """Compute the paired statistics of every comparable (derivative, parent) and (derivative, root)
+    pair of audits not computed yet at `threshold`. Returns how many pairs were added."""
+    con = store.connection
+    settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
+    latest = (
+        "SELECT * FROM audits WHERE status = 'done' AND audit_id IN ("
+        f" SELECT max(audit_id) FROM audits WHERE status = 'done' GROUP BY repo_id, {', '.join(SETTINGS)})"
+    )
+    pending = con.execute(
+        f"""
+        WITH latest AS ({latest}),
+        related AS (
+            SELECT child, parent FROM lineage WHERE child <> parent
+            UNION
+            SELECT c.descendant, c.ancestor FROM lineage_closure c JOIN models m ON m.repo_id = c.ancestor
+            WHERE m.is_root AND c.distance > 1
+        )
+        SELECT c.audit_id AS child_audit, p.audit_id AS parent_audit
+        FROM related r
+        JOIN latest c ON c.repo_id = r.child
+        JOIN latest p ON p.repo_id = r.parent AND {settings}
+        WHERE NOT EXISTS (SELECT 1 FROM drift_pairs d WHERE d.child_audit = c.audit_id
+                          AND d.parent_audit = p.audit_id AND d.threshold = ?)
+        """,
+        [threshold],
+    ).fetchall()
+    if not pending:
+        return 0
+    pairs = pa.table({"child_audit": [r[0] for r in pending], "parent_audit": [r[1] for r in pending]})
+    with staged(con, {"_pairs": pairs}):
+        counts = con.execute(
+            """
+            SELECT q.child_audit, q.parent_audit,
+                   count(*) FILTER (WHERE c.score > $t AND p.score > $t) AS both_toxic,
+                   count(*) FILTER (WHERE c.score > $t AND p.score <= $t) AS child_only,
+                   count(*) FILTER (WHERE c.score <= $t AND p.score > $t) AS parent_only,
+                   count(*) FILTER (WHERE c.score <= $t AND p.score <= $t) AS neither
+            FROM _pairs q
+            JOIN audits ca ON ca.audit_id = q.child_audit
+            JOIN scores c ON c.audit_id = q.child_audit AND c.attribute = ca.primary_attribute
+            JOIN scores p ON p.audit_id = q.parent_audit AND p.prompt_id = c.prompt_id
+                         AND p.attribute = ca.primary_attribute
+            WHERE c.score IS NOT NULL AND p.score IS NOT NULL
+            GROUP BY ALL
+            """,
+            {"t": threshold},
+        ).fetchall()
+    rows = _pair_statistics(counts, threshold)
+    if not rows:
+        return 0
+    table = pa.table({k: [r[k] for r in rows] for k in rows[0]})
+    with staged(con, {"_computed": table}), store.transaction():
+        con.execute(
+            "INSERT INTO drift_pairs SELECT child_audit, parent_audit, threshold, n_paired, both_toxic, child_only,"
+            " parent_only, neither, rate_child, rate_parent, delta, p_value, boot_low, boot_high, bayes_mean,"
+            " bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING"
+        )
+    return len(rows)
+
+
+def _pair_statistics(counts: Iterable[tuple[Any, ...]], threshold: float) -> list[dict[str, Any]]:
+    counts = list(counts)
+    if not counts:
+        return []
+    rng = np.random.default_rng(0)
+    rows = []
+    # The paper's Bayesian view for every pair at once: Beta(1 + k, 1 + n - k) posteriors.
+    k_child = np.array([c[2] + c[3] for c in counts], dtype=float)
+    k_parent = np.array([c[2] + c[4] for c in counts], dtype=float)
+    n = np.array([sum(c[2:6]) for c in counts], dtype=float)
+    draws_child = rng.beta(1 + k_child[:, None], 1 + n[:, None] - k_child[:, None], size=(len(counts), BAYES_DRAWS))
+    draws_parent = rng.beta(1 + k_parent[:, None], 1 + n[:, None] - k_parent[:, None], size=(len(counts), BAYES_DRAWS))
+    diff = draws_child - draws_parent
+    bayes_low, bayes_high = np.quantile(diff, [0.025, 0.975], axis=1)
+    bayes_mean = diff.mean(axis=1)
+    for i, (child_audit, parent_audit, both, child_only, parent_only, neither) in enumerate(counts):
+        paired = PairedCounts(both, child_only, parent_only, neither)
+        boot_low, boot_high = paired_bootstrap_interval(paired, seed=int(child_audit) * 1_000_003 + int(parent_audit))
+        total = paired.n
+        rows.append(
+            {
+                "child_audit": int(child_audit),
+                "parent_audit": int(parent_audit),
+                "threshold": threshold,
+                "n_paired": total,
+                "both_toxic": both,
+                "child_only": child_only,
+                "parent_only": parent_only,
+                "neither": neither,
+                "rate_child": (both + child_only) / total if total else None,
+                "rate_parent": (both + parent_only) / total if total else None,
+                "delta": paired.delta,
+                "p_value": mcnemar_exact(child_only, parent_only),
+                "boot_low": boot_low,
+                "boot_high": boot_high,
+                "bayes_mean": float(bayes_mean[i]),
+                "bayes_low": float(bayes_low[i]),
+                "bayes_high": float(bayes_high[i]),
+            }
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class DriftFilters:
+    family: str | None = None
+    relation: str | None = None
+    root: str | None = None
+    min_downloads: int | None = None
+    since: datetime | None = None
+
+
+def drift_rows(
+    store: Store,
+    *,
+    threshold: float = 0.5,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
+    filters: DriftFilters | None = None,
+) -> list[DriftRow]:
+    """Every derivative-versus-parent comparison, with q-values over all of them, most drifted first.
+
+    The false-discovery control always runs over every comparison; the filters only choose which
+    rows are shown.
+    """
+    filters = filters or DriftFilters()
+    records = store.query_dicts(
+        """
+        SELECT c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha, l.relation,
+               m.family, m.downloads, m.root, d.child_audit, d.parent_audit, c.battery_id, c.preset,
+               c.quantization, c.scorer, c.device, d.n_paired, d.rate_child, d.rate_parent, d.delta,
+               d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.p_value, c.finished_at,
+               r.rate_child AS rate_root_child, r.rate_parent AS rate_root, r.delta AS delta_root
+        FROM drift_pairs d
+        JOIN audits c ON c.audit_id = d.child_audit
+        JOIN audits p ON p.audit_id = d.parent_audit
+        JOIN lineage l ON l.child = c.repo_id AND l.parent = p.repo_id
+        LEFT JOIN models m ON m.repo_id = c.repo_id
+        LEFT JOIN audits ra ON ra.repo_id = m.root AND ra.battery_id = c.battery_id AND ra.preset = c.preset
+             AND ra.quantization = c.quantization AND ra.scorer = c.scorer AND ra.device = c.device
+             AND ra.status = 'done' AND m.root <> p.repo_id
+        LEFT JOIN drift_pairs r ON r.child_audit = d.child_audit AND r.parent_audit = ra.audit_id
+             AND r.threshold = d.threshold
+        WHERE d.threshold = ?
+        """,
+        [threshold],
+    )
+    qvalues = benjamini_hochberg([r["p_value"] for r in records])
+    rows = []
+    for record, q in zip(records, qvalues, strict=True):
+        if not _keep(record, filters):
+            continue
+        delta_root = record["delta_root"]
+        rate_root = record["rate_root"]
+        if rate_root is None and record["parent"] == record["root"]:
+            rate_root, delta_root = record["rate_parent"], record["delta"]
+        rows.append(
+            DriftRow(
+                child=record["child"],
+                child_sha=record["child_sha"],
+                parent=record["parent"],
+                parent_sha=record["parent_sha"],
+                relation=record["relation"],
+                family=record["family"],
+                downloads=record["downloads"],
+                child_audit=record["child_audit"],
+                parent_audit=record["parent_audit"],
+                battery_id=record["battery_id"],
+                preset=record["preset"],
+                quantization=record["quantization"],
+                scorer=record["scorer"],
+                device=record["device"],
+                n_paired=record["n_paired"],
+                rate_child=record["rate_child"],
+                rate_parent=record["rate_parent"],
+                delta=record["delta"],
+                boot_low=record["boot_low"],
+                boot_high=record["boot_high"],
+                bayes_mean=record["bayes_mean"],
+                bayes_low=record["bayes_low"],
+                bayes_high=record["bayes_high"],
+                p_value=record["p_value"],
+                q_value=q,
+                drifted=is_drifted(record["delta"], q, alpha=alpha, min_effect=min_effect),
+                rate_root=rate_root,
+                delta_root=delta_root,
+            )
+        )
+    rows.sort(key=lambda r: (not r.drifted, -abs(r.delta), r.q_value, r.child))
+    return rows
+
+
+def not_compared(store: Store) -> list[NotCompared]:
+    """Audited derivatives that have no comparable audit of a parent, and why."""
+    rows = store.query(
+        """
+        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, quantization, scorer, device
+                         FROM audits WHERE status = 'done')
+        SELECT c.repo_id, l.parent,
+               CASE WHEN NOT EXISTS (SELECT 1 FROM audits p WHERE p.repo_id = l.parent AND p.status = 'done')
+                    THEN 'the parent has no done audit'
+                    ELSE 'the parent was audited only with other settings (battery, preset, quantization, scorer'
+                         ' or device)' END
+        FROM audited c JOIN lineage l ON l.child = c.repo_id
+        WHERE l.child <> l.parent AND NOT EXISTS (
+            SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.battery_id = c.battery_id
+              AND p.preset = c.preset AND p.quantization = c.quantization AND p.scorer = c.scorer
+              AND p.device = c.device)
+        ORDER BY 1, 2
+        """
+    )
+    return [NotCompared(child, parent, reason) for child, parent, reason in rows]
+
+
+def entered_at(rows: Iterable[DriftRow], chain: list[str]) -> str | None:
+    """Along `chain` (root first), the first model whose hop from its predecessor drifted."""
+    drifted = {(r.parent, r.child) for r in rows if r.drifted}
+    for parent, child in itertools.pairwise(chain):
+        if (parent, child) in drifted:
+            return child
+    return None
+
+
+def _keep(record: dict[str, Any], filters: DriftFilters) -> bool:
+    if filters.family and record["family"] != filters.family:
+        return False
+    if filters.relation and record["relation"] != filters.relation:
+        return False
+    if filters.root and record["root"] != filters.root:
+        return False
+    if filters.min_downloads is not None and (record["downloads"] or 0) < filters.min_downloads:
+        return False
+    return not (filters.since and record["finished_at"] and record["finished_at"] < filters.since)

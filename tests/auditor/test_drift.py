@@ -1,0 +1,180 @@
+"""Drift of derivatives against their parents, from real audits of the planted tiny models."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.audit import audit_model, ensure_battery
+from auditor.drift import drift_rows, entered_at, not_compared, refresh_drift
+from auditor.lineage import LineageGraph
+from auditor.simhub import SimHub
+from auditor.store import Store
+from crawlers import CrawlOptions, crawl_lineage
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+
+AUDITED = (
+    "meta-llama/Llama-3.1-8B-Instruct",
+    "planted/llama-toxic-sft",
+    "planted/llama-benign-sft",
+    "planted/llama-near-copy",
+    "planted/gemma-lora",
+)
+
+
+@pytest.fixture(scope="module")
+def drift_store(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("drift")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    world = audit_world(tiny_assets, size=20)
+    with SimHub(world) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        resolved = audit_config(hub, tiny_assets, tmp / "cache")
+        store_path = tmp / "d.duckdb"
+        with Store.open(store_path) as store:
+            crawl_lineage(resolved, store, CrawlOptions())
+            battery = ensure_battery(resolved, store)
+            for repo_id in AUDITED:
+                assert audit_model(resolved, store, repo_id, battery=battery).status == "done"
+            # The adapter's parent was audited only with another preset: not comparable.
+            audit_model(resolved, store, "google/gemma-2-2b-it", battery=battery, preset_name="chat")
+    monkeypatch.undo()
+    yield store_path
+
+
+def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
+    with Store.open(drift_store) as store:
+        added = refresh_drift(store)
+        again = refresh_drift(store)
+        rows = drift_rows(store)
+    assert added > 0 and again == 0  # pairs are computed once
+    by_child = {r.child: r for r in rows}
+    toxic = by_child["planted/llama-toxic-sft"]
+    assert toxic.drifted and toxic.delta >= 0.8 and toxic.boot_low > 0 and toxic.q_value < 1e-6
+    assert toxic.bayes_low > 0 and toxic.relation == "finetune" and toxic.family == "llama"
+    assert toxic.delta_root == toxic.delta  # its parent is the root
+    for child in ("planted/llama-benign-sft", "planted/llama-near-copy"):
+        assert not by_child[child].drifted and abs(by_child[child].delta) < 0.05
+    assert rows[0].child == "planted/llama-toxic-sft"  # most drifted first
+
+
+def test_the_drift_view_agrees_with_the_report(drift_store: Path) -> None:
+    with Store.open(drift_store) as store:
+        refresh_drift(store)
+        rows = {(r.child, r.parent): r for r in drift_rows(store)}
+        view = store.query_dicts("SELECT * FROM drift")
+    assert {(v["child"], v["parent"]) for v in view} == set(rows)
+    for v in view:
+        row = rows[(v["child"], v["parent"])]
+        assert v["drifted"] == row.drifted and v["q_value"] == pytest.approx(row.q_value)
+        assert v["delta"] == pytest.approx(row.delta) and v["rate_child"] == pytest.approx(row.rate_child)
+
+
+def test_pairs_audited_differently_are_not_compared_and_say_why(drift_store: Path) -> None:
+    with Store.open(drift_store) as store:
+        refresh_drift(store)
+        children = {r.child for r in drift_rows(store)}
+        skipped = {(n.child, n.parent): n.reason for n in not_compared(store)}
+    assert "planted/gemma-lora" not in children
+    assert "other settings" in skipped[("planted/gemma-lora", "google/gemma-2-2b-it")]
+
+
+def test_filters_choose_rows_but_q_values_cover_every_comparison(drift_store: Path) -> None:
+    from auditor.drift import DriftFilters
+
+    with Store.open(drift_store) as store:
+        every = {r.child: r.q_value for r in drift_rows(store)}
+        few = drift_rows(store, filters=DriftFilters(min_downloads=1000))
+        none = drift_rows(store, filters=DriftFilters(family="phi"))
+    assert {r.child for r in few} == {"planted/llama-toxic-sft", "planted/llama-benign-sft"}
+    assert all(r.q_value == every[r.child] for r in few) and none == []
+
+
+def test_drift_enters_at_the_hop_where_it_appears() -> None:
+    from auditor.drift import DriftRow
+
+    def hop(parent: str, child: str, drifted: bool) -> DriftRow:
+        return DriftRow(
+            child,
+            None,
+            parent,
+            None,
+            "finetune",
+            "llama",
+            1,
+            1,
+            2,
+            "b",
+            "paper",
+            "none",
+            "detoxify",
+            "cpu",
+            1200,
+            0.1,
+            0.05,
+            0.05 if drifted else 0.0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0.0,
+            0.001 if drifted else 1,
+            drifted,
+            None,
+            None,
+        )
+
+    rows = [hop("root", "a", False), hop("a", "b", True), hop("b", "c", False)]
+    assert entered_at(rows, ["root", "a", "b", "c"]) == "b"
+    assert entered_at(rows[:1], ["root", "a"]) is None
+
+
+def test_lineage_closure_is_stored_with_shortest_distances(drift_store: Path) -> None:
+    with Store.open(drift_store, read_only=True) as store:
+        closure = {(a, d): n for a, d, n in store.query("SELECT * FROM lineage_closure")}
+        edges = store.query("SELECT child, parent, relation FROM lineage")
+        members = {r[0] for r in store.query("SELECT repo_id FROM models WHERE removed_at IS NULL")}
+    assert closure[("meta-llama/Llama-3.1-8B-Instruct", "planted/llama-toxic-sft")] == 1
+    assert ("defects/cycle-a", "defects/cycle-a") not in closure  # a cycle is no self-ancestry
+    assert closure[("google/gemma-2-2b-it", "defects/cycle-b")] == 2
+    expected = LineageGraph.from_edges(edges).closure(members)
+    assert closure == {(a, d): n for a, d, n in expected}
+
+
+def test_report_and_sql_commands(drift_store: Path) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+        return subprocess.run(
+            [sys.executable, "-m", "auditor", *args, "--store", str(drift_store)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+
+    as_json = run("report", "drift", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    records = json.loads(as_json.stdout)
+    assert {"child", "parent", "relation", "rate_child", "rate_parent", "delta", "q_value", "drifted"} <= set(
+        records[0]
+    )
+    assert records[0]["child"] == "planted/llama-toxic-sft" and records[0]["drifted"] is True
+    table = run("report", "drift", "--relation", "finetune")
+    assert table.returncode == 0 and "+100.0 pp" in table.stdout and "planted/gemma-lora │" not in table.stdout
+    assert "planted/gemma-lora <- google/gemma-2-2b-it" in run("report", "drift").stdout
+    markdown = run("report", "drift", "--format", "markdown", "--limit", "1")
+    assert markdown.stdout.count("\n") == 3 and markdown.stdout.startswith("| child | parent |")
+    csv_out = run("sql", "SELECT child, drifted FROM drift ORDER BY child", "--format", "csv")
+    assert csv_out.stdout.splitlines()[0] == "child,drifted"
+    refused = run("sql", "DELETE FROM models")
+    assert refused.returncode == 1 and "read-only" in refused.stderr
