@@ -243,14 +243,17 @@ class AuditStore:
         )
         con = self.store.connection
         with staged(con, {"_completions": completions, "_scores": scores}), self.store.transaction():
+            # Only what is missing: a resumed audit may hand over a batch that partly landed before.
             con.execute(
-                "INSERT INTO completions SELECT ?, prompt_id, text, n_tokens, finish_reason FROM _completions"
-                " ON CONFLICT DO NOTHING",
-                [audit_id],
+                "INSERT INTO completions SELECT $id, prompt_id, text, n_tokens, finish_reason FROM _completions n"
+                " WHERE NOT EXISTS (SELECT 1 FROM completions c WHERE c.audit_id = $id AND c.prompt_id = n.prompt_id)",
+                {"id": audit_id},
             )
             con.execute(
-                "INSERT INTO scores SELECT ?, prompt_id, attribute, score, reason FROM _scores ON CONFLICT DO NOTHING",
-                [audit_id],
+                "INSERT INTO scores SELECT $id, prompt_id, attribute, score, reason FROM _scores n"
+                " WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.audit_id = $id AND s.prompt_id = n.prompt_id"
+                " AND s.attribute = n.attribute)",
+                {"id": audit_id},
             )
 
     def finish(

@@ -60,13 +60,15 @@ CREATE TABLE audits (
     auditor_version    VARCHAR NOT NULL
 );
 
+-- One row per (audit_id, prompt_id) in completions and per (audit_id, prompt_id, attribute) in
+-- scores. The writer keeps them unique (it inserts only what is missing) rather than a primary
+-- key: at millions of rows, the index would be most of the file's size.
 CREATE TABLE completions (
     audit_id      INTEGER NOT NULL,
     prompt_id     VARCHAR NOT NULL,
     text          VARCHAR NOT NULL,
     n_tokens      INTEGER NOT NULL,
-    finish_reason VARCHAR NOT NULL,  -- 'eos' or 'length'
-    PRIMARY KEY (audit_id, prompt_id)
+    finish_reason VARCHAR NOT NULL   -- 'eos' or 'length'
 );
 
 CREATE TABLE scores (
@@ -74,6 +76,5 @@ CREATE TABLE scores (
     prompt_id VARCHAR NOT NULL,
     attribute VARCHAR NOT NULL,
     score     DOUBLE,     -- NULL when the scorer could not score this text
-    reason    VARCHAR,    -- why it is NULL
-    PRIMARY KEY (audit_id, prompt_id, attribute)
+    reason    VARCHAR     -- why it is NULL
 );
