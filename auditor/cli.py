@@ -293,6 +293,121 @@ def report_drift(
     render_drift(rows[:limit] if limit else rows, skipped, fmt=fmt, threshold=threshold)
 
 
+@report.command("model")
+@click.argument("repo_id")
+@click.option(
+    "--worst",
+    type=int,
+    default=5,
+    show_default=True,
+    help="How many of the most toxic completions to show (behind a content warning).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@config_option
+@store_option
+def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+    """One model: its audits over time, rates per stratum, its ancestors' rates, its worst completions.
+
+    \b
+    Example:
+      auditor report model planted/llama-toxic-sft --worst 3
+    """
+    from auditor.config import load_config
+    from auditor.errors import AuditorError
+    from auditor.store import Store
+    from auditor.views import model_view
+    from reports.views import render_model
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        view = model_view(opened, repo_id, threshold=resolved.config.scoring.threshold, worst=worst)
+    if view.metadata is None and not view.audits:
+        raise AuditorError(
+            f"{repo_id} is neither crawled nor audited in this store",
+            hint="check the id, or run `auditor audit` on it first",
+        )
+    render_model(view, fmt=fmt)
+
+
+@report.command("runs")
+@click.option("--recent", type=int, default=10, show_default=True, help="How many crawls and audits to list.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@config_option
+@store_option
+def report_runs(recent: int, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+    """Recent crawls and audits, and why audits failed or were skipped.
+
+    \b
+    Example:
+      auditor report runs --recent 20
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+    from auditor.views import runs_view
+    from reports.views import render_runs
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        runs = runs_view(opened, recent=recent)
+    render_runs(runs, fmt=fmt)
+
+
+@report.command("tree")
+@click.argument("root")
+@click.option("--depth", type=int, default=3, show_default=True, help="Generations shown below the root.")
+@click.option(
+    "--max-children",
+    type=int,
+    default=20,
+    show_default=True,
+    help="Children shown per model (the most drifted and downloaded first).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "markdown"]),
+    default="table",
+    show_default=True,
+    help="Output format (table draws the tree).",
+)
+@config_option
+@store_option
+def report_tree(
+    root: str, depth: int, max_children: int, fmt: str, config_path: Path | None, store_path: Path | None
+) -> None:
+    """A family tree, each model with its rate and its drift against its parent.
+
+    \b
+    Example:
+      auditor report tree meta-llama/Llama-3.1-8B-Instruct --depth 2
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+    from auditor.views import tree_view
+    from reports.views import render_tree
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        node = tree_view(
+            opened, root, depth=depth, max_children=max_children, threshold=resolved.config.scoring.threshold
+        )
+    render_tree(node, fmt=fmt)
+
+
 @cli.command("sql")
 @click.argument("query")
 @click.option(
@@ -320,6 +435,34 @@ def sql(query: str, fmt: str, config_path: Path | None, store_path: Path | None)
     with Store.open(resolved.config.store.path, read_only=True) as opened:
         records = opened.run_read_query(query)
     render_records(records, fmt=fmt)
+
+
+@cli.command("export")
+@click.option(
+    "--parquet",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write one Parquet file per public table and view into.",
+)
+@config_option
+@store_option
+def export(directory: Path, config_path: Path | None, store_path: Path | None) -> None:
+    """Write the store's public tables and views as Parquet files.
+
+    \b
+    Example:
+      auditor export --parquet ./export
+    """
+    from auditor.config import load_config
+    from auditor.store import Store
+    from auditor.store.info import export_parquet
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open(resolved.config.store.path, read_only=True) as opened:
+        written = export_parquet(opened, directory)
+    for name, rows in written.items():
+        click.echo(f"{directory / (name + '.parquet')}: {rows} rows")
 
 
 @cli.group()

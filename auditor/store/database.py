@@ -169,9 +169,9 @@ class Store:
                 f"the query failed: {err}", hint="check the SQL; tables and views are in the README"
             ) from None
 
-    def query_dicts(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read query and return its rows as dicts keyed by column name."""
-        cursor = self._con.execute(sql, params or [])
+        cursor = self._con.execute(sql, params if params is not None else [])
         names = [d[0] for d in cursor.description or []]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 

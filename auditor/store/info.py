@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from auditor.store.database import Store
 
 PUBLIC_TABLES = ("models", "lineage", "lineage_defects", "crawl_runs", "model_changes", "lineage_changes")
+#: Everything `auditor export` writes: the public tables and views.
+EXPORTED = (
+    *PUBLIC_TABLES,
+    "prompts",
+    "batteries",
+    "battery_prompts",
+    "audits",
+    "completions",
+    "scores",
+    "drift_pairs",
+    "lineage_closure",
+    "audit_summary",
+    "drift",
+)
 
 
 def describe_store(store: Store, *, recent: int = 5) -> dict[str, Any]:
@@ -17,3 +32,18 @@ def describe_store(store: Store, *, recent: int = 5) -> dict[str, Any]:
         [recent],
     )
     return {"path": str(store.path), "schema_version": store.version(), "tables": tables, "crawls": crawls}
+
+
+def export_parquet(store: Store, directory: Path) -> dict[str, int]:
+    """Write each public table and view to `directory/<name>.parquet`; returns rows per name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for name in EXPORTED:
+        target = directory / f"{name}.parquet"
+        store.connection.execute(f"COPY (SELECT * FROM {name}) TO '{_quote(str(target))}' (FORMAT parquet)")
+        written[name] = int(store.query(f"SELECT count(*) FROM {name}")[0][0])
+    return written
+
+
+def _quote(path: str) -> str:
+    return path.replace("'", "''")

@@ -1,0 +1,151 @@
+"""What the reports show, as data: one model's audits, recent runs, a family tree with rates.
+
+Pure reads of the store; `reports/` renders them. Everything here is also callable from Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from auditor.stats import wilson_interval
+from auditor.store import Store
+
+
+@dataclass
+class ModelView:
+    repo_id: str
+    metadata: dict[str, Any] | None
+    parents: list[dict[str, Any]]
+    audits: list[dict[str, Any]]
+    strata: list[dict[str, Any]]
+    ancestors: list[dict[str, Any]]
+    worst: list[dict[str, Any]]
+
+
+def model_view(store: Store, repo_id: str, *, threshold: float = 0.5, worst: int = 5) -> ModelView:
+    """A model's metadata, its audits over time, the latest audit's rates per stratum, its ancestors'
+    rates (audited the same way) and its most toxic completions."""
+    metadata = store.query_dicts(
+        "SELECT repo_id, sha, family, root, depth, relation, downloads, likes, gated, license, removed_at"
+        " FROM models WHERE repo_id = ?",
+        [repo_id],
+    )
+    parents = store.query_dicts("SELECT parent, relation FROM lineage WHERE child = ? ORDER BY position", [repo_id])
+    audits = store.query_dicts(
+        "SELECT a.audit_id, a.sha, a.finished_at, a.preset, a.quantization, a.scorer, a.device, a.status,"
+        " a.reason, s.rate, s.n_scored, s.n_unscored FROM audits a"
+        " LEFT JOIN audit_summary_at(?) s ON s.audit_id = a.audit_id"
+        " WHERE a.repo_id = ? ORDER BY a.audit_id",
+        [threshold, repo_id],
+    )
+    latest = next((a for a in reversed(audits) if a["status"] == "done"), None)
+    strata: list[dict[str, Any]] = []
+    ancestors: list[dict[str, Any]] = []
+    worst_rows: list[dict[str, Any]] = []
+    if latest is not None:
+        audit_id = latest["audit_id"]
+        for stratum, n, toxic, unscored in store.query(
+            "SELECT b.stratum, count(s.score), count(*) FILTER (WHERE s.score > ?), count(*) - count(s.score)"
+            " FROM audits a JOIN battery_prompts b ON b.battery_id = a.battery_id"
+            " JOIN scores s ON s.audit_id = a.audit_id AND s.prompt_id = b.prompt_id"
+            " AND s.attribute = a.primary_attribute WHERE a.audit_id = ? GROUP BY ALL ORDER BY 1",
+            [threshold, audit_id],
+        ):
+            low, high = wilson_interval(toxic, n) if n else (None, None)
+            strata.append(
+                {
+                    "stratum": stratum,
+                    "n_scored": n,
+                    "n_unscored": unscored,
+                    "n_toxic": toxic,
+                    "rate": toxic / n if n else None,
+                    "low": low,
+                    "high": high,
+                }
+            )
+        ancestors = store.query_dicts(
+            "SELECT c.ancestor, c.distance, max(s.audit_id) AS audit_id, arg_max(s.rate, s.audit_id) AS rate,"
+            " arg_max(s.n_scored, s.audit_id) AS n_scored"
+            " FROM lineage_closure c JOIN audits ref ON ref.audit_id = $audit"
+            " LEFT JOIN audit_summary_at($t) s ON s.repo_id = c.ancestor AND s.battery_id = ref.battery_id"
+            "  AND s.preset = ref.preset AND s.quantization = ref.quantization AND s.scorer = ref.scorer"
+            "  AND s.device = ref.device"
+            " WHERE c.descendant = $repo GROUP BY c.ancestor, c.distance ORDER BY c.distance, c.ancestor",
+            {"audit": audit_id, "t": threshold, "repo": repo_id},
+        )
+        worst_rows = store.query_dicts(
+            "SELECT p.text AS prompt, c.text AS completion, s.score FROM scores s"
+            " JOIN audits a ON a.audit_id = s.audit_id AND s.attribute = a.primary_attribute"
+            " JOIN completions c ON c.audit_id = s.audit_id AND c.prompt_id = s.prompt_id"
+            " JOIN prompts p ON p.prompt_id = s.prompt_id"
+            " WHERE s.audit_id = ? AND s.score IS NOT NULL ORDER BY s.score DESC, s.prompt_id LIMIT ?",
+            [audit_id, worst],
+        )
+    return ModelView(repo_id, metadata[0] if metadata else None, parents, audits, strata, ancestors, worst_rows)
+
+
+def runs_view(store: Store, *, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """Recent crawls and audits, and why audits failed or were skipped."""
+    crawls = store.query_dicts(
+        "SELECT crawl_id, mode, status, started_at, finished_at, requests, models_new, models_changed,"
+        " models_removed, error FROM crawl_runs ORDER BY crawl_id DESC LIMIT ?",
+        [recent],
+    )
+    audits = store.query_dicts(
+        "SELECT audit_id, repo_id, left(sha, 12) AS sha, preset, quantization, status, finished_at, reason"
+        " FROM audits ORDER BY audit_id DESC LIMIT ?",
+        [recent],
+    )
+    problems = store.query_dicts(
+        "SELECT status, coalesce(reason_code, 'unknown') AS reason_code, count(*) AS audits,"
+        " any_value(repo_id) AS example, any_value(reason) AS reason FROM audits"
+        " WHERE status IN ('failed', 'skipped') GROUP BY ALL ORDER BY audits DESC"
+    )
+    return {"crawls": crawls, "audits": audits, "problems": problems}
+
+
+@dataclass
+class TreeNode:
+    repo_id: str
+    relation: str | None
+    rate: float | None
+    delta: float | None
+    drifted: bool
+    children: list[TreeNode] = field(default_factory=list)
+    hidden: int = 0  # children left out by the size limit
+
+
+def tree_view(store: Store, root: str, *, depth: int = 3, max_children: int = 20, threshold: float = 0.5) -> TreeNode:
+    """The family tree under `root` (current models), each node with its audited rate and its drift
+    against its parent; children ordered by drift, then downloads."""
+    edges = store.query(
+        "SELECT l.child, l.parent, l.relation, m.downloads FROM lineage l JOIN models m ON m.repo_id = l.child"
+        " WHERE m.removed_at IS NULL AND l.child <> l.parent"
+    )
+    rates = dict(
+        store.query(
+            "SELECT repo_id, rate FROM audit_summary_at(?) WHERE audit_id IN"
+            " (SELECT max(audit_id) FROM audits WHERE status = 'done' GROUP BY repo_id)",
+            [threshold],
+        )
+    )
+    drift = {(r["child"], r["parent"]): r for r in store.query_dicts("SELECT child, parent, delta, drifted FROM drift")}
+    children: dict[str, list[tuple[str, str, int]]] = {}
+    for child, parent, relation, downloads in edges:
+        children.setdefault(parent, []).append((child, relation, downloads or 0))
+
+    def build(repo_id: str, relation: str | None, parent: str | None, level: int, seen: frozenset[str]) -> TreeNode:
+        d = drift.get((repo_id, parent)) if parent else None
+        node = TreeNode(repo_id, relation, rates.get(repo_id), d["delta"] if d else None, bool(d and d["drifted"]))
+        if level >= depth:
+            node.hidden = len(children.get(repo_id, []))
+            return node
+        kids = [k for k in children.get(repo_id, []) if k[0] not in seen]  # cycles stop here
+        kids.sort(key=lambda k: (-abs((drift.get((k[0], repo_id)) or {}).get("delta") or 0), -k[2], k[0]))
+        for child, rel, _ in kids[:max_children]:
+            node.children.append(build(child, rel, repo_id, level + 1, seen | {child}))
+        node.hidden = max(0, len(kids) - max_children)
+        return node
+
+    return build(root, None, None, 0, frozenset({root}))

@@ -1,0 +1,121 @@
+"""The model, runs and tree reports as a person sees them: NO_COLOR, a fixed width, hostile text."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from auditor.battery import BATTERIES, build_battery
+from auditor.store import Store
+from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion
+
+NASTY = "\x1b[2J\x1b]0;owned\x07[bold red]shout[/] \x1b[31mred\x1b[0m"
+
+
+def _run(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "TERM": "dumb"}
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args, "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def small_store(tmp_path: Path) -> Path:
+    """Two models (a root and a child) with one audit each, made through the store's own API."""
+    path = tmp_path / "s.duckdb"
+    rows = [{"challenging": True, "prompt": {"text": f"prompt {i}", "toxicity": 0.9}} for i in range(30)]
+    battery = build_battery(BATTERIES["quick"], "allenai/real-toxicity-prompts", "abc", rows)
+    with Store.open(path) as store:
+        con = store.connection
+        con.execute(
+            "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, auditor_version)"
+            " VALUES (1, 'full', 'done', now(), 'test', ['org/root'], 'test')"
+        )
+        con.execute(
+            "INSERT INTO models (repo_id, sha, family, root, depth, is_root, downloads, relation,"
+            " first_seen_crawl, last_seen_crawl, changed_crawl) VALUES"
+            " ('org/root', 'a' || repeat('0', 39), 'llama', 'org/root', 0, true, 100, NULL, 1, 1, 1),"
+            " ('user/child', 'b' || repeat('0', 39), 'llama', 'org/root', 1, false, 50, 'finetune', 1, 1, 1)"
+        )
+        con.execute("INSERT INTO lineage VALUES ('user/child', 'org/root', 'finetune', 'baseModels', 0, 1, 1)")
+        con.execute("INSERT INTO lineage_closure_table VALUES ('org/root', 'user/child', 1)")
+        audits = AuditStore(store)
+        audits.save_battery(battery)
+        for repo_id, sha, toxic_text in (
+            ("org/root", "a" + "0" * 39, "a calm reply"),
+            ("user/child", "b" + "0" * 39, NASTY),
+        ):
+            key = AuditKey(repo_id, sha, battery.battery_id, "paper", "h", "none", "detoxify", "c", "cpu")
+            audit_id = audits.start(
+                key, generation_config={}, versions={}, config={}, n_prompts=20, primary_attribute="toxicity"
+            )
+            toxic = repo_id == "user/child"
+            audits.write_batch(
+                audit_id,
+                [
+                    ScoredCompletion(
+                        p.prompt_id,
+                        toxic_text if toxic and i < 15 else "fine",
+                        5,
+                        "eos",
+                        {"toxicity": 0.9 if toxic and i < 15 else 0.1},
+                        None,
+                    )
+                    for i, p in enumerate(battery.prompts)
+                ],
+            )
+            audits.finish(audit_id, "done", reason=None, timings={})
+    return path
+
+
+def test_a_completion_full_of_escapes_and_markup_prints_inert(small_store: Path) -> None:
+    out = _run(small_store, "report", "model", "user/child", "--worst", "1")
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\x07" not in out.stdout
+    assert "[bold red]shout[/] red" in out.stdout  # the markup is shown, not obeyed
+    assert "Content warning" in out.stdout.split("Most toxic completions")[0]
+    markdown = _run(small_store, "report", "model", "user/child", "--format", "markdown")
+    assert "\x1b" not in markdown.stdout
+
+
+def test_the_tree_at_a_fixed_width(small_store: Path) -> None:
+    assert _run(small_store, "report", "drift", "--format", "json").returncode == 0  # fills the pairs
+    out = _run(small_store, "report", "tree", "org/root")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "org/root: 0.0%",
+        "└── user/child (finetune): 75.0% ↑ +75.0 pp",
+    ]
+    flat = json.loads(_run(small_store, "report", "tree", "org/root", "--format", "json").stdout)
+    assert flat["children"][0]["drifted"] is True and flat["children"][0]["rate"] == 0.75
+
+
+def test_runs_and_model_reports(small_store: Path) -> None:
+    runs = _run(small_store, "report", "runs", "--format", "json")
+    assert runs.returncode == 0 and [c["crawl_id"] for c in json.loads(runs.stdout)["crawls"]] == [1]
+    table = _run(small_store, "report", "runs")
+    assert "Recent crawls" in table.stdout and "Recent audits" in table.stdout
+    model = json.loads(_run(small_store, "report", "model", "user/child", "--format", "json").stdout)
+    assert [s["rate"] for s in model["strata"]] == [0.75]
+    assert model["ancestors"][0]["ancestor"] == "org/root" and model["ancestors"][0]["rate"] == 0.0
+    missing = _run(small_store, "report", "model", "nobody/x")
+    assert missing.returncode == 1 and "neither crawled nor audited" in missing.stderr
+
+
+def test_export_writes_every_public_table_as_parquet(small_store: Path, tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    out = _run(small_store, "export", "--parquet", str(tmp_path / "export"))
+    assert out.returncode == 0, out.stderr
+    files = {p.stem: p for p in (tmp_path / "export").glob("*.parquet")}
+    assert {"models", "lineage", "audits", "completions", "scores", "drift", "lineage_closure"} <= set(files)
+    assert pq.read_table(files["scores"]).num_rows == 40 and pq.read_table(files["models"]).num_rows == 2
