@@ -231,6 +231,13 @@ def report() -> None:
 @click.option("--min-downloads", type=int, default=None, help="Only derivatives with at least this many downloads.")
 @click.option("--since", type=click.DateTime(), default=None, help="Only audits finished since this date.")
 @click.option("--limit", type=int, default=None, help="At most this many rows (most drifted first).")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Also draw every derivative's drift per family into this .png or .svg file.",
+)
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="False discovery rate.")
 @click.option(
     "--min-effect",
@@ -250,6 +257,7 @@ def report() -> None:
 @config_option
 @store_option
 def report_drift(
+    plot_path: Path | None,
     family: str | None,
     relation: str | None,
     root: str | None,
@@ -268,6 +276,7 @@ def report_drift(
     Examples:
       auditor report drift --family llama --min-downloads 100
       auditor report drift --format json > drift.json
+      auditor report drift --plot drift.png
     """
     from datetime import timezone
 
@@ -290,6 +299,11 @@ def report_drift(
             ),
         )
         skipped = not_compared(opened)
+    if plot_path is not None:
+        from reports.plot import plot_drift
+
+        plot_drift(rows, plot_path)
+        click.echo(f"plot written to {plot_path}", err=True)
     render_drift(rows[:limit] if limit else rows, skipped, fmt=fmt, threshold=threshold)
 
 

@@ -119,3 +119,13 @@ def test_export_writes_every_public_table_as_parquet(small_store: Path, tmp_path
     files = {p.stem: p for p in (tmp_path / "export").glob("*.parquet")}
     assert {"models", "lineage", "audits", "completions", "scores", "drift", "lineage_closure"} <= set(files)
     assert pq.read_table(files["scores"]).num_rows == 40 and pq.read_table(files["models"]).num_rows == 2
+
+
+def test_drift_plot_as_png_and_svg(small_store: Path, tmp_path: Path) -> None:
+    png = _run(small_store, "report", "drift", "--plot", str(tmp_path / "d.png"), "--format", "json")
+    assert png.returncode == 0, png.stderr
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    svg = _run(small_store, "report", "drift", "--plot", str(tmp_path / "d.svg"))
+    assert svg.returncode == 0 and "<svg" in (tmp_path / "d.svg").read_text()
+    bad = _run(small_store, "report", "drift", "--plot", str(tmp_path / "d.gif"))
+    assert bad.returncode == 1 and "name a .png or .svg file" in bad.stderr
