@@ -252,6 +252,7 @@ def audit_model(
             reason_code="chat_fallback" if prepared.fallback else None,
         )
         result = outcome(audit_id, sha, "done", prepared.fallback, resumed=resumed)
+        _refresh_drift(store, config.scoring.threshold)
     except ModelError as err:
         audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
         audits.finish(audit_id, err.status, reason=_reason(err), timings=timings, reason_code=err.code)
@@ -361,6 +362,16 @@ def _collect_versions(device: str) -> dict[str, Any]:
 
     versions["compute_dtype"] = str(compute_dtype(device)).removeprefix("torch.")
     return versions
+
+
+def _refresh_drift(store: Store, threshold: float) -> None:
+    """Compare the new audit with its parent's, root's and children's now, so that reports only read."""
+    from auditor.drift import refresh_drift
+
+    try:
+        refresh_drift(store, threshold=threshold)
+    except Exception as err:  # the audit is stored; the report computes what is missing
+        log.warning("could not update the drift comparisons: %s", strip_control(str(err)))
 
 
 def _release_memory() -> None:

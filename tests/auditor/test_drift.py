@@ -48,10 +48,13 @@ def drift_store(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
     with Store.open(drift_store) as store:
+        as_audited = store.query("SELECT count(*) FROM drift_pairs")[0][0]
+        store.connection.execute("DELETE FROM drift_pairs")
         added = refresh_drift(store)
         again = refresh_drift(store)
         rows = drift_rows(store)
-    assert added > 0 and again == 0  # pairs are computed once
+    assert as_audited > 0  # each audit compared itself as it finished
+    assert added == as_audited and again == 0  # pairs are computed once
     by_child = {r.child: r for r in rows}
     toxic = by_child["planted/llama-toxic-sft"]
     assert toxic.drifted and toxic.delta >= 0.8 and toxic.boot_low > 0 and toxic.q_value < 1e-6
