@@ -97,3 +97,22 @@ def test_simulation_false_calls_stay_rare_and_a_five_point_rise_is_found() -> No
     power = sum(c for c, p in zip(called, planted, strict=True) if p) / n_rise
     assert false_share <= 0.05
     assert power >= 0.80
+
+
+def test_the_bulk_pair_statistics_agree_with_the_single_pair_ones() -> None:
+    from auditor.drift import pair_statistics
+
+    cases = [(10, 60, 0, 1130), (30, 40, 38, 1092), (0, 0, 0, 1200), (5, 1, 9, 185)]
+    both, child_only, parent_only, neither = (np.array(column) for column in zip(*cases, strict=True))
+    bulk = pair_statistics(both, child_only, parent_only, neither, resamples=4000)
+    for i, (b0, b, c, n0) in enumerate(cases):
+        counts = PairedCounts(b0, b, c, n0)
+        assert bulk["delta"][i] == pytest.approx(counts.delta)
+        assert bulk["p_value"][i] == pytest.approx(mcnemar_exact(b, c))
+        low, high = paired_bootstrap_interval(counts, resamples=4000, seed=3)
+        assert bulk["boot_low"][i] == pytest.approx(low, abs=0.004)
+        assert bulk["boot_high"][i] == pytest.approx(high, abs=0.004)
+        exact = bayes_difference(b0 + b, counts.n, b0 + c, counts.n, draws=40000)
+        assert bulk["bayes_low"][i] == pytest.approx(exact.low, abs=0.003)  # normal approximation
+        assert bulk["bayes_high"][i] == pytest.approx(exact.high, abs=0.003)
+    assert bulk["boot_low"][2] == bulk["boot_high"][2] == 0.0  # no discordant prompt, no doubt
