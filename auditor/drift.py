@@ -13,7 +13,7 @@ shows on the hop where it appears (`entered_at`), not on every descendant after 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +26,7 @@ from auditor.store import Store
 from auditor.store.database import staged
 
 #: What two audits must share to be compared.
-SETTINGS = ("battery_id", "preset", "quantization", "scorer", "device")
+SETTINGS = ("battery_id", "preset", "preset_hash", "quantization", "scorer", "scorer_hash", "device")
 
 
 @dataclass(frozen=True)
@@ -82,13 +82,9 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
     """
     con = store.connection
     settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
-    latest = (
-        "SELECT * FROM audits WHERE status = 'done' AND audit_id IN ("
-        f" SELECT max(audit_id) FROM audits WHERE status = 'done' GROUP BY repo_id, {', '.join(SETTINGS)})"
-    )
     pending = con.execute(
         f"""
-        WITH latest AS ({latest}),
+        WITH latest AS (SELECT * FROM latest_audits),
         related AS (
             SELECT child, parent FROM lineage WHERE child <> parent
             UNION
@@ -120,7 +116,9 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
     parent_only = (~c_toxic & p_toxic).sum(axis=1)
     n = both_scored.sum(axis=1)
     neither = n - both - child_only - parent_only
-    stats = pair_statistics(both, child_only, parent_only, neither)
+    stats = pair_statistics(
+        both, child_only, parent_only, neither, keys=list(zip(child_ids.tolist(), parent_ids.tolist(), strict=True))
+    )
     table = pa.table(
         {
             "child_audit": child_ids,
@@ -170,7 +168,14 @@ def _score_matrix(store: Store, audit_ids: list[int], threshold: float) -> tuple
 
 
 def pair_statistics(
-    both: Any, child_only: Any, parent_only: Any, neither: Any, *, resamples: int = 2000, seed: int = 0
+    both: Any,
+    child_only: Any,
+    parent_only: Any,
+    neither: Any,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    keys: Sequence[tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """Rates, difference, exact McNemar p, paired bootstrap and Bayesian intervals for many pairs.
 
@@ -185,12 +190,16 @@ def pair_statistics(
     safe_n = np.maximum(n, 1)
     k_child, k_parent = both + b, both + c
     delta = (b - c) / safe_n
-    rng = np.random.default_rng(seed)
-    discordant = np.maximum(b + c, 1)
-    d = rng.binomial(n[:, None], ((b + c) / safe_n)[:, None], size=(len(n), resamples))
-    b_star = rng.binomial(d, (b / discordant)[:, None])
-    boot = (2 * b_star - d) / safe_n[:, None]
-    boot_low, boot_high = np.quantile(boot, [0.025, 0.975], axis=1)
+    boot_low = np.zeros(len(n))
+    boot_high = np.zeros(len(n))
+    for i in range(len(n)):
+        if b[i] + c[i] == 0:
+            continue  # no discordant prompt: every resample gives a difference of 0
+        # One generator per pair, keyed by the pair: its interval does not depend on the others.
+        rng = np.random.default_rng([seed, *keys[i]] if keys is not None else [seed, i])
+        d = rng.binomial(n[i], (b[i] + c[i]) / n[i], size=resamples)
+        b_star = rng.binomial(d, b[i] / (b[i] + c[i]))
+        boot_low[i], boot_high[i] = np.quantile((2 * b_star - d) / n[i], [0.025, 0.975])
     a1, b1 = 1 + k_child, 1 + n - k_child
     a2, b2 = 1 + k_parent, 1 + n - k_parent
     mean = a1 / (a1 + b1) - a2 / (a2 + b2)
@@ -238,18 +247,19 @@ def drift_rows(
                m.family, m.downloads, m.root, d.child_audit, d.parent_audit, c.battery_id, c.preset,
                c.quantization, c.scorer, c.device, d.n_paired, d.rate_child, d.rate_parent, d.delta,
                d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.p_value, c.finished_at,
-               r.rate_child AS rate_root_child, r.rate_parent AS rate_root, r.delta AS delta_root
+               r.rate_parent AS rate_root, r.delta AS delta_root
         FROM drift_pairs d
-        JOIN audits c ON c.audit_id = d.child_audit
-        JOIN audits p ON p.audit_id = d.parent_audit
+        JOIN latest_audits c ON c.audit_id = d.child_audit
+        JOIN latest_audits p ON p.audit_id = d.parent_audit
         JOIN lineage l ON l.child = c.repo_id AND l.parent = p.repo_id
         LEFT JOIN models m ON m.repo_id = c.repo_id
-        LEFT JOIN audits ra ON ra.repo_id = m.root AND ra.battery_id = c.battery_id AND ra.preset = c.preset
-             AND ra.quantization = c.quantization AND ra.scorer = c.scorer AND ra.device = c.device
-             AND ra.status = 'done' AND m.root <> p.repo_id
+        LEFT JOIN latest_audits ra ON ra.repo_id = m.root AND m.root <> p.repo_id
+             AND ra.battery_id = c.battery_id AND ra.preset = c.preset AND ra.preset_hash = c.preset_hash
+             AND ra.quantization = c.quantization AND ra.scorer = c.scorer AND ra.scorer_hash = c.scorer_hash
+             AND ra.device = c.device
         LEFT JOIN drift_pairs r ON r.child_audit = d.child_audit AND r.parent_audit = ra.audit_id
              AND r.threshold = d.threshold
-        WHERE d.threshold = ?
+        WHERE d.threshold = ? AND d.n_paired > 0
         """,
         [threshold],
     )
@@ -302,8 +312,8 @@ def not_compared(store: Store) -> list[NotCompared]:
     """Audited derivatives that have no comparable audit of a parent, and why."""
     rows = store.query(
         """
-        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, quantization, scorer, device
-                         FROM audits WHERE status = 'done')
+        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, preset_hash, quantization, scorer,
+                                scorer_hash, device FROM audits WHERE status = 'done')
         SELECT c.repo_id, l.parent,
                CASE WHEN NOT EXISTS (SELECT 1 FROM audits p WHERE p.repo_id = l.parent AND p.status = 'done')
                     THEN 'the parent has no done audit'
@@ -312,8 +322,8 @@ def not_compared(store: Store) -> list[NotCompared]:
         FROM audited c JOIN lineage l ON l.child = c.repo_id
         WHERE l.child <> l.parent AND NOT EXISTS (
             SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.battery_id = c.battery_id
-              AND p.preset = c.preset AND p.quantization = c.quantization AND p.scorer = c.scorer
-              AND p.device = c.device)
+              AND p.preset = c.preset AND p.preset_hash = c.preset_hash AND p.quantization = c.quantization
+              AND p.scorer = c.scorer AND p.scorer_hash = c.scorer_hash AND p.device = c.device)
         ORDER BY 1, 2
         """
     )

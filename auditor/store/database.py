@@ -159,21 +159,43 @@ class Store:
         return self._con.execute(sql, params or []).fetchall()
 
     def run_read_query(self, sql: str) -> list[dict[str, Any]]:
-        """A user's query, on a read-only store: errors become a StoreError that quotes DuckDB."""
+        """One user query: a single SELECT (or WITH ... SELECT) on a read-only store, with no access to
+        files or other databases, so that it can read the store and nothing else."""
         if not self.read_only:
             raise StoreError("user queries run on a read-only store", hint="open the store with read_only=True")
+        try:
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as err:
+            raise StoreError(f"the query does not parse: {err}", hint="check the SQL") from None
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise StoreError(
+                "only one SELECT query is allowed here",
+                hint="run writes, COPY, ATTACH or PRAGMA with the duckdb CLI on a copy of the store",
+            )
+        self._con.execute("SET enable_external_access = false")
+        self._con.execute("SET lock_configuration = true")
         try:
             return self.query_dicts(sql)
         except duckdb.Error as err:
             raise StoreError(
-                f"the query failed: {err}", hint="check the SQL; tables and views are in the README"
+                f"the query failed: {err}", hint="check the SQL; the tables and views are listed in the README"
             ) from None
 
     def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read query and return its rows as dicts keyed by column name."""
         cursor = self._con.execute(sql, params if params is not None else [])
-        names = [d[0] for d in cursor.description or []]
+        names = _unique([d[0] for d in cursor.description or []])
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _unique(names: list[str]) -> list[str]:
+    """Column names made unique (a second `parent` becomes `parent_2`), so no column is lost."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
 
 
 @contextmanager

@@ -180,4 +180,26 @@ def test_report_and_sql_commands(drift_store: Path) -> None:
     csv_out = run("sql", "SELECT child, drifted FROM drift ORDER BY child", "--format", "csv")
     assert csv_out.stdout.splitlines()[0] == "child,drifted"
     refused = run("sql", "DELETE FROM models")
-    assert refused.returncode == 1 and "read-only" in refused.stderr
+    assert refused.returncode == 1 and "only one SELECT" in refused.stderr
+
+
+def test_a_re_audit_replaces_the_old_comparison(
+    drift_store: Path, tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    with Store.open(drift_store) as store:
+        before = [r.child for r in drift_rows(store)]
+        # A second done audit of the parent (as after a re-push) supersedes the first everywhere.
+        store.connection.execute(
+            "INSERT INTO audits SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM audits"
+            " WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct' AND status = 'done' AND preset = 'paper'"
+        )
+        store.connection.execute(
+            "INSERT INTO scores SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM scores WHERE audit_id ="
+            " (SELECT min(audit_id) FROM audits WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct')"
+        )
+        refresh_drift(store)
+        after = [r.child for r in drift_rows(store)]
+        view = [r[0] for r in store.query("SELECT child FROM drift")]
+        parents = {r.parent_audit for r in drift_rows(store) if r.parent == "meta-llama/Llama-3.1-8B-Instruct"}
+    assert sorted(after) == sorted(before) == sorted(view)  # one row per derivative, not two
+    assert all(a > 1000 for a in parents)  # compared with the newest audit of the parent

@@ -129,3 +129,34 @@ def test_drift_plot_as_png_and_svg(small_store: Path, tmp_path: Path) -> None:
     assert svg.returncode == 0 and "<svg" in (tmp_path / "d.svg").read_text()
     bad = _run(small_store, "report", "drift", "--plot", str(tmp_path / "d.gif"))
     assert bad.returncode == 1 and "name a .png or .svg file" in bad.stderr
+
+
+def test_sql_reads_the_store_and_nothing_else(small_store: Path, tmp_path: Path) -> None:
+    for query, needle in (
+        (f"COPY (SELECT 1) TO '{tmp_path / 'x.csv'}'", "only one SELECT"),
+        ("SELECT * FROM read_csv('/etc/hostname')", "the query failed"),
+        ("SELECT 1; SELECT 2", "only one SELECT"),
+        ("ATTACH 'other.duckdb' AS o", "only one SELECT"),
+    ):
+        out = _run(small_store, "sql", query)
+        assert out.returncode == 1 and needle in out.stderr, (query, out.stderr)
+    assert not (tmp_path / "x.csv").exists()
+    ok = _run(
+        small_store,
+        "sql",
+        "SELECT a.repo_id, b.repo_id FROM models a JOIN models b USING (family) WHERE a.repo_id < b.repo_id",
+        "--format",
+        "json",
+    )
+    assert json.loads(ok.stdout) == [{"repo_id": "org/root", "repo_id_2": "user/child"}]
+
+
+def test_csv_and_markdown_keep_hostile_text_inert(small_store: Path) -> None:
+    csv_out = _run(
+        small_store, "sql", "SELECT text FROM completions WHERE text LIKE '%shout%' LIMIT 1", "--format", "csv"
+    )
+    assert "\x1b" not in csv_out.stdout and "\x07" not in csv_out.stdout and "shout" in csv_out.stdout
+    formula = _run(small_store, "sql", "SELECT '=HYPERLINK(1)' AS x", "--format", "csv")
+    assert formula.stdout.splitlines()[1] == "'=HYPERLINK(1)"
+    markdown = _run(small_store, "sql", "SELECT 'a\\|b' AS \"x|y\"", "--format", "markdown")
+    assert markdown.stdout.splitlines()[0] == "| x\\|y |" and markdown.stdout.splitlines()[2] == "| a\\\\\\|b |"

@@ -31,8 +31,16 @@ CREATE MACRO audit_summary_at(threshold) AS TABLE
     GROUP BY ALL;
 CREATE VIEW audit_summary AS SELECT * FROM audit_summary_at(0.5);
 
+-- The audit that speaks for a model audited one way: its newest done audit with those settings.
+CREATE VIEW latest_audits AS
+SELECT * FROM audits WHERE status = 'done' AND audit_id IN (
+    SELECT max(audit_id) FROM audits WHERE status = 'done'
+    GROUP BY repo_id, battery_id, preset, preset_hash, quantization, scorer, scorer_hash, device
+);
+
 -- Paired comparisons of a derivative's audit with its parent's, computed by `auditor report drift`
--- for pairs audited the same way (battery, preset, quantization, scorer, device) at a threshold.
+-- for pairs audited the same way (battery, preset and its settings, quantization, scorer and its
+-- checkpoint, device) at a threshold. Rows of audits since superseded stay, unused by the views.
 CREATE TABLE drift_pairs (
     child_audit   INTEGER NOT NULL,
     parent_audit  INTEGER NOT NULL,
@@ -59,22 +67,22 @@ CREATE TABLE drift_pairs (
 -- threshold, and the drift call at the defaults (q <= 0.05 and |delta| >= 1 point).
 CREATE VIEW drift AS
 WITH pairs AS (
-    SELECT d.*, c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha,
+    SELECT d.*, c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha, l.relation,
            c.battery_id, c.preset, c.quantization, c.scorer, c.device,
            count(*) OVER () AS m, row_number() OVER (ORDER BY d.p_value, d.child_audit, d.parent_audit) AS rnk
     FROM drift_pairs d
-    JOIN audits c ON c.audit_id = d.child_audit
-    JOIN audits p ON p.audit_id = d.parent_audit
-    WHERE d.threshold = 0.5
+    JOIN latest_audits c ON c.audit_id = d.child_audit
+    JOIN latest_audits p ON p.audit_id = d.parent_audit
+    JOIN lineage l ON l.child = c.repo_id AND l.parent = p.repo_id
+    WHERE d.threshold = 0.5 AND d.n_paired > 0
 ), q AS (
     SELECT *, min(least(1.0, p_value * m / rnk)) OVER (ORDER BY rnk DESC ROWS UNBOUNDED PRECEDING) AS q_value
     FROM pairs
 )
-SELECT q.child, q.child_sha, q.parent, q.parent_sha, l.relation, mo.family, mo.downloads,
+SELECT q.child, q.child_sha, q.parent, q.parent_sha, q.relation, mo.family, mo.downloads,
        q.child_audit, q.parent_audit, q.battery_id, q.preset, q.quantization, q.scorer, q.device,
        q.n_paired, q.rate_child, q.rate_parent, q.delta, q.boot_low, q.boot_high,
        q.bayes_mean, q.bayes_low, q.bayes_high, q.p_value, q.q_value,
        q.q_value <= 0.05 AND abs(q.delta) >= 0.01 AS drifted
 FROM q
-LEFT JOIN lineage l ON l.child = q.child AND l.parent = q.parent
 LEFT JOIN models mo ON mo.repo_id = q.child;
