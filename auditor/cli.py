@@ -32,6 +32,17 @@ def config_option(func: F) -> F:
     )(func)
 
 
+def format_option(*choices: str, help: str = "Output format.") -> Callable[[F], F]:
+    """`--format` with these choices (the first is the default)."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format", "fmt", type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
+        )(func)
+
+    return decorate
+
+
 def store_option(func: F) -> F:
     """`--store PATH` on every command that touches the store."""
     return click.option(
@@ -79,9 +90,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     metavar="SPEC",
     help="Crawl a simulated Hub of this world (size=N,seed=S) started on loopback: no network needed.",
 )
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
-)
+@format_option("table", "json")
 @config_option
 @store_option
 def crawl(
@@ -147,9 +156,7 @@ def crawl(
 @click.option("--force", is_flag=True, help="Audit again even when a done audit with the same settings exists.")
 @click.option("--allow-pickle", is_flag=True, default=None, help="Load pickle weights (.bin): runs code from the file.")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run a repo's own modelling code.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
-)
+@format_option("table", "json")
 @config_option
 @store_option
 def audit(
@@ -246,14 +253,7 @@ def report() -> None:
     show_default=True,
     help="Smallest difference of rates called drift (0.01 is one point).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
 def report_drift(
@@ -316,14 +316,7 @@ def report_drift(
     show_default=True,
     help="How many of the most toxic completions to show (behind a content warning).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
 def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
@@ -352,14 +345,7 @@ def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, s
 
 @report.command("runs")
 @click.option("--recent", type=int, default=10, show_default=True, help="How many crawls and audits to list.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
 def report_runs(recent: int, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
@@ -390,14 +376,7 @@ def report_runs(recent: int, fmt: str, config_path: Path | None, store_path: Pat
     show_default=True,
     help="Children shown per model (the most drifted and downloaded first).",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format (table draws the tree).",
-)
+@format_option("table", "json", "csv", "markdown", help="Output format (table draws the tree).")
 @config_option
 @store_option
 def report_tree(
@@ -424,14 +403,7 @@ def report_tree(
 
 @cli.command("sql")
 @click.argument("query")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "json", "csv", "markdown"]),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
 def sql(query: str, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
@@ -565,9 +537,7 @@ def store() -> None:
 
 
 @store.command("info")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Output format."
-)
+@format_option("table", "json")
 @config_option
 @store_option
 def store_info(fmt: str, config_path: Path | None, store_path: Path | None) -> None:
