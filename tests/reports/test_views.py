@@ -160,3 +160,14 @@ def test_csv_and_markdown_keep_hostile_text_inert(small_store: Path) -> None:
     assert formula.stdout.splitlines()[1] == "'=HYPERLINK(1)"
     markdown = _run(small_store, "sql", "SELECT 'a\\|b' AS \"x|y\"", "--format", "markdown")
     assert markdown.stdout.splitlines()[0] == "| x\\|y |" and markdown.stdout.splitlines()[2] == "| a\\\\\\|b |"
+
+
+def test_drift_table_at_a_fixed_width(small_store: Path) -> None:
+    out = _run(small_store, "report", "drift")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].rstrip() == "Drift against the parent (toxic: score above 0.5; intervals: paired bootstrap)"
+    assert all(len(line) <= 100 for line in lines)  # the terminal's width, never more
+    body = "\n".join(lines)
+    for cell in ("user/", "child", "org/r", "oot", "0.0%", "75.0%", "+75.0", "[+55.0", "+90.0", "up"):
+        assert cell in body
