@@ -45,6 +45,8 @@ class AuditOutcome:
     rate: float | None
     n_scored: int
     seconds: float
+    #: Bytes downloaded for this audit (the model's files, and an adapter's base).
+    download_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,8 @@ def audit_model(
     audits = AuditStore(store)
     timings: dict[str, float] = {}
 
+    downloaded = [0]
+
     def outcome(
         audit_id: int | None,
         sha: str | None,
@@ -130,6 +134,7 @@ def audit_model(
             rate,
             n_scored,
             time.monotonic() - started,
+            downloaded[0],
         )
 
     def key_for(sha: str | None, quant_used: str) -> AuditKey:
@@ -182,6 +187,7 @@ def audit_model(
             assert fetched.base_repo is not None
             base = fetch_model(fetched.base_repo, audits.model_sha(fetched.base_repo), settings, endpoint=endpoint)
         timings["download_s"] = time.monotonic() - t
+        downloaded[0] = fetched.download_bytes + (base.download_bytes if base else 0)
         base_sha = base.sha if base else None
         # An adapter's numbers depend on its base too: a stored result stands only for the same base.
         if done is not None and done.base_sha == base_sha:

@@ -221,6 +221,52 @@ def audit(
     render_outcomes(outcomes, fmt=fmt, threshold=threshold)
 
 
+@cli.command("run")
+@click.option("--max-models", type=int, default=None, help="At most this many audits tonight (cycle.max_models).")
+@click.option("--max-hours", type=float, default=None, help="Start no audit after this many hours (cycle.max_hours).")
+@format_option("table", "json")
+@config_option
+@store_option
+def run_command(
+    max_models: int | None, max_hours: float | None, fmt: str, config_path: Path | None, store_path: Path | None
+) -> None:
+    """One nightly cycle: crawl, plan under the budget, audit, summarise (safe to call from cron).
+
+    Exits 0 when the cycle completed, even if some models failed (they are rows); 3 when another
+    cycle holds the lock; non-zero when the cycle itself could not run.
+
+    \b
+    Example:
+      auditor run --max-models 20
+    """
+    from auditor.config import load_config
+    from reports.audit import AuditProgressDisplay, render_outcomes
+    from schedules.cycle import run_cycle
+
+    resolved = load_config(
+        config_path, flags={"store.path": store_path, "cycle.max_models": max_models, "cycle.max_hours": max_hours}
+    )
+    with AuditProgressDisplay() as progress:
+        result = run_cycle(resolved, on_outcome=progress.outcome)
+    if fmt == "json":
+        import json
+        from dataclasses import asdict
+
+        click.echo(json.dumps(asdict(result), indent=2, default=str))
+        return
+    if result.took_over:
+        click.echo("the previous cycle did not finish (killed or the machine went down); this one took over")
+    totals = result.crawl.get("totals", {})
+    click.echo(
+        f"cycle {result.cycle_id}: crawl found {totals.get('models_new', 0)} new and"
+        f" {totals.get('models_changed', 0)} changed models; {len(result.outcomes)} audited,"
+        f" {result.waiting} waiting"
+        + (f" (stopped by {result.stopped_by})" if result.stopped_by else "")
+        + f"; {result.seconds:.0f} s"
+    )
+    render_outcomes(result.outcomes, threshold=resolved.config.scoring.threshold)
+
+
 @cli.group()
 def report() -> None:
     """Reports on what the audits found."""

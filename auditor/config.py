@@ -174,12 +174,25 @@ class ScoringSettings(_Section):
         return value
 
 
+class CycleSettings(_Section):
+    #: At most this many audits a night.
+    max_models: int = Field(default=50, ge=0)
+    #: Stop starting new audits after this many hours.
+    max_hours: float = Field(default=6.0, gt=0)
+    #: Stop starting new audits once this many GB were downloaded.
+    max_download_gb: float = Field(default=200.0, gt=0)
+    #: Audit quantized copies and adapters too (they are many, and mostly mirror their parent).
+    include_quantized: bool = False
+    include_adapters: bool = True
+
+
 class Config(_Section):
     hub: HubSettings = HubSettings()
     store: StoreSettings = StoreSettings()
     crawl: CrawlSettings = CrawlSettings()
     audit: AuditSettings = AuditSettings()
     scoring: ScoringSettings = ScoringSettings()
+    cycle: CycleSettings = CycleSettings()
 
 
 Source = Literal["file", "env", "flag"]

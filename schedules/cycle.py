@@ -1,0 +1,231 @@
+"""One nightly cycle: crawl, plan under a budget, audit, summarise.
+
+Safe to call from cron: a lock beside the store keeps a second cycle out while one runs (a killed
+cycle's lock is taken over, and the cycle says so). A model that fails is a row, never the end of
+the cycle; the cycle itself fails (and the caller gets a non-zero exit) only when it cannot run.
+
+Crash recovery comes from the parts: an interrupted crawl is resumed by the next crawl, and an
+audit left `running` is pending again, so the next cycle resumes it, generating only what it lacks.
+
+The plan, stored in `cycle_plan` with its reasons: roots and parents first (a drift needs the
+parent's audit), then models re-pushed at a new sha, then new derivatives by downloads and recency;
+quantized copies and adapters per `[cycle] include_quantized` / `include_adapters`. The first
+`[cycle] max_models` are chosen; audits stop early when `max_hours` or `max_download_gb` is spent,
+and the rest waits for the next night.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from auditor.audit import AuditOutcome, audit_model, ensure_battery
+from auditor.config import ResolvedConfig
+from auditor.loader import resolve_device, resolve_quantization
+from auditor.presets import get_preset
+from auditor.scoring import load_scorer
+from auditor.store import Store
+from auditor.store.audits import AuditKey, AuditStore
+from crawlers import CrawlOptions, crawl_lineage
+from schedules.lock import CycleLock
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    repo_id: str
+    sha: str
+    reason: str
+    chosen: bool
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    cycle_id: int
+    took_over: bool
+    crawl: dict[str, Any]
+    plan: list[PlanItem]
+    outcomes: list[AuditOutcome]
+    waiting: int
+    stopped_by: str | None
+    seconds: float
+
+
+def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], None] | None = None) -> CycleResult:
+    """Run one cycle under the lock; see the module's docstring.
+
+    >>> result = run_cycle(load_config())          # doctest: +SKIP
+    >>> len(result.outcomes), result.waiting
+    (50, 312)
+    """
+    started = time.monotonic()
+    store_path = resolved.config.store.path
+    lock_path = store_path.with_name(store_path.name + ".lock")
+    with CycleLock(lock_path) as lock, Store.open(store_path) as store:
+        cycle_id = _start(store, lock.took_over, resolved)
+        try:
+            crawl = crawl_lineage(resolved, store, CrawlOptions())
+            plan = make_plan(store, resolved)
+            _save_plan(store, cycle_id, plan)
+            outcomes, stopped_by = _audit(store, resolved, cycle_id, plan, started, on_outcome)
+        except BaseException as err:
+            _finish(store, cycle_id, "failed", error=f"{type(err).__name__}: {err}")
+            raise
+        chosen = [p for p in plan if p.chosen]
+        waiting = len(plan) - len(outcomes)
+        result = CycleResult(
+            cycle_id, lock.took_over, crawl.summary, plan, outcomes, waiting, stopped_by, time.monotonic() - started
+        )
+        _finish(
+            store,
+            cycle_id,
+            "done",
+            crawl_id=crawl.crawl_id,
+            planned=len(chosen),
+            audited=len(outcomes),
+            failed=sum(1 for o in outcomes if o.status != "done"),
+            waiting=waiting,
+            summary={"stopped_by": stopped_by, "crawl": crawl.summary.get("totals")},
+        )
+        return result
+
+
+def make_plan(store: Store, resolved: ResolvedConfig) -> list[PlanItem]:
+    """Every pending model, in the order the cycle audits them, the first `max_models` chosen."""
+    config = resolved.config
+    battery = ensure_battery(resolved, store)
+    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
+    preset = get_preset(config.audit.preset)
+    device = resolve_device(config.audit.device)
+    quant = resolve_quantization(config.audit.quantization, device)
+    template = AuditKey(
+        "",
+        None,
+        battery.battery_id,
+        preset.name,
+        preset.config_hash,
+        quant,
+        scorer.name,
+        scorer.checkpoint_hash,
+        device,
+    )
+    pending = AuditStore(store).pending_models(template, None)
+    if not pending:
+        return []
+    info = {
+        r[0]: r[1:]
+        for r in store.query(
+            "SELECT m.repo_id, m.is_root OR (m.children_count IS NOT NULL AND m.children_count <> '{}'),"
+            " EXISTS (SELECT 1 FROM audits a WHERE a.repo_id = m.repo_id AND a.sha <> m.sha AND a.status = 'done'),"
+            " m.relation, m.depth, coalesce(m.downloads, 0), m.created_at FROM models m WHERE m.removed_at IS NULL"
+        )
+    }
+    cycle = config.cycle
+    ranked = []
+    for repo_id, sha in pending:
+        parent, repushed, relation, depth, downloads, created = info.get(repo_id, (False, False, None, None, 0, None))
+        if relation == "quantized" and not cycle.include_quantized:
+            continue
+        if relation == "adapter" and not cycle.include_adapters:
+            continue
+        if parent:
+            rank, reason = (0, depth if depth is not None else 99, -downloads), "root or parent"
+        elif repushed:
+            rank, reason = (1, 0, -downloads), "re-pushed"
+        else:
+            rank, reason = (2, 0, -downloads), "new derivative"
+        ranked.append((rank, -(created.timestamp() if created else 0), repo_id, sha, reason))
+    ranked.sort()
+    return [
+        PlanItem(repo_id, sha, reason, i < cycle.max_models) for i, (_, _, repo_id, sha, reason) in enumerate(ranked)
+    ]
+
+
+def _audit(
+    store: Store,
+    resolved: ResolvedConfig,
+    cycle_id: int,
+    plan: list[PlanItem],
+    started: float,
+    on_outcome: Callable[[AuditOutcome], None] | None,
+) -> tuple[list[AuditOutcome], str | None]:
+    cycle = resolved.config.cycle
+    battery = ensure_battery(resolved, store)
+    outcomes: list[AuditOutcome] = []
+    downloaded = 0
+    for position, item in enumerate(plan):
+        if not item.chosen:
+            return outcomes, "max_models"
+        if time.monotonic() - started > cycle.max_hours * 3600:
+            return outcomes, "max_hours"
+        if downloaded > cycle.max_download_gb * 1e9:
+            return outcomes, "max_download_gb"
+        outcome = audit_model(resolved, store, item.repo_id, revision=item.sha, battery=battery)
+        downloaded += outcome.download_bytes
+        outcomes.append(outcome)
+        with store.transaction() as con:
+            con.execute(
+                "UPDATE cycle_plan SET audit_id = ?, status = ? WHERE cycle_id = ? AND position = ?",
+                [outcome.audit_id, outcome.status, cycle_id, position],
+            )
+        if on_outcome is not None:
+            on_outcome(outcome)
+    return outcomes, None
+
+
+def _start(store: Store, took_over: bool, resolved: ResolvedConfig) -> int:
+    with store.transaction() as con:
+        # A cycle that died left its row running: it is over.
+        con.execute(
+            "UPDATE cycles SET status = 'failed', finished_at = now(), error = 'interrupted' WHERE status = 'running'"
+        )
+        row = con.execute("SELECT coalesce(max(cycle_id), 0) + 1 FROM cycles").fetchone()
+        cycle_id = int(row[0]) if row else 1
+        con.execute(
+            "INSERT INTO cycles (cycle_id, status, started_at, took_over, budget) VALUES (?, 'running', now(), ?, ?)",
+            [cycle_id, took_over, json.dumps(resolved.config.cycle.model_dump())],
+        )
+    return cycle_id
+
+
+def _save_plan(store: Store, cycle_id: int, plan: list[PlanItem]) -> None:
+    import pyarrow as pa
+
+    from auditor.store.database import staged
+
+    table = pa.table(
+        {
+            "position": pa.array(range(len(plan)), pa.int32()),
+            "repo_id": [p.repo_id for p in plan],
+            "sha": [p.sha for p in plan],
+            "reason": [p.reason for p in plan],
+            "chosen": [p.chosen for p in plan],
+        }
+    )
+    with staged(store.connection, {"_plan": table}), store.transaction() as con:
+        con.execute(
+            "INSERT INTO cycle_plan SELECT ?, position, repo_id, sha, reason, chosen, NULL, NULL FROM _plan", [cycle_id]
+        )
+
+
+def _finish(
+    store: Store,
+    cycle_id: int,
+    status: str,
+    *,
+    error: str | None = None,
+    crawl_id: int | None = None,
+    planned: int | None = None,
+    audited: int | None = None,
+    failed: int | None = None,
+    waiting: int | None = None,
+    summary: dict[str, Any] | None = None,
+) -> None:
+    with store.transaction() as con:
+        con.execute(
+            "UPDATE cycles SET status = ?, finished_at = now(), error = ?, crawl_id = ?, planned = ?, audited = ?,"
+            " failed = ?, waiting = ?, summary = ? WHERE cycle_id = ?",
+            [status, error, crawl_id, planned, audited, failed, waiting, json.dumps(summary, default=str), cycle_id],
+        )
