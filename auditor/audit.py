@@ -278,6 +278,48 @@ def audit_model(
     return result
 
 
+@dataclass(frozen=True)
+class PendingWork:
+    """The crawled models that have no finished audit, made the configured way, at their current sha."""
+
+    battery: Battery
+    scorer: Scorer
+    preset_name: str
+    quantization: str
+    models: list[tuple[str, str]]  # (repo_id, sha), parents first
+
+
+def pending_work(
+    resolved: ResolvedConfig,
+    store: Store,
+    *,
+    limit: int | None = None,
+    preset_name: str | None = None,
+    quantization: str | None = None,
+) -> PendingWork:
+    """What `audit --pending` and the nightly cycle have left to do."""
+    from auditor.loader import resolve_device, resolve_quantization
+
+    config = resolved.config
+    battery = ensure_battery(resolved, store)
+    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
+    preset = get_preset(preset_name or config.audit.preset)
+    device = resolve_device(config.audit.device)
+    quant = resolve_quantization(quantization or config.audit.quantization, device)
+    template = AuditKey(
+        "",
+        None,
+        battery.battery_id,
+        preset.name,
+        preset.config_hash,
+        quant,
+        scorer.name,
+        scorer.checkpoint_hash,
+        device,
+    )
+    return PendingWork(battery, scorer, preset.name, quant, AuditStore(store).pending_models(template, limit))
+
+
 def audit_pending(
     resolved: ResolvedConfig,
     store: Store,
@@ -288,35 +330,18 @@ def audit_pending(
     on_outcome: Callable[[AuditOutcome], None] | None = None,
 ) -> list[AuditOutcome]:
     """Audit crawled models that have no audit yet at their current sha; parents first."""
-    from auditor.loader import resolve_device, resolve_quantization
-
-    config = resolved.config
-    battery = ensure_battery(resolved, store)
-    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
-    preset = get_preset(preset_name or config.audit.preset)
-    quant = resolve_quantization(quantization or config.audit.quantization, resolve_device(config.audit.device))
-    template = AuditKey(
-        "",
-        None,
-        battery.battery_id,
-        preset.name,
-        preset.config_hash,
-        quant,
-        scorer.name,
-        scorer.checkpoint_hash,
-        resolve_device(config.audit.device),
-    )
+    work = pending_work(resolved, store, limit=limit, preset_name=preset_name, quantization=quantization)
     outcomes = []
-    for repo_id, sha in AuditStore(store).pending_models(template, limit):
+    for repo_id, sha in work.models:
         result = audit_model(
             resolved,
             store,
             repo_id,
             revision=sha,
-            battery=battery,
-            preset_name=preset.name,
-            quantization=quant,
-            scorer=scorer,
+            battery=work.battery,
+            preset_name=work.preset_name,
+            quantization=work.quantization,
+            scorer=work.scorer,
         )
         outcomes.append(result)
         if on_outcome is not None:

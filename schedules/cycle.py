@@ -22,13 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.audit import AuditOutcome, audit_model, ensure_battery
+from auditor.audit import AuditOutcome, PendingWork, audit_model, pending_work
 from auditor.config import ResolvedConfig
-from auditor.loader import resolve_device, resolve_quantization
-from auditor.presets import get_preset
-from auditor.scoring import load_scorer
 from auditor.store import Store
-from auditor.store.audits import AuditKey, AuditStore
 from crawlers import CrawlOptions, crawl_lineage
 from schedules.lock import CycleLock
 
@@ -67,9 +63,10 @@ def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], 
         cycle_id = _start(store, lock.took_over, resolved)
         try:
             crawl = crawl_lineage(resolved, store, CrawlOptions())
-            plan = make_plan(store, resolved)
+            work = pending_work(resolved, store)
+            plan = make_plan(store, resolved, work)
             _save_plan(store, cycle_id, plan)
-            outcomes, stopped_by = _audit(store, resolved, cycle_id, plan, started, on_outcome)
+            outcomes, stopped_by = _audit(store, resolved, cycle_id, plan, work, started, on_outcome)
         except BaseException as err:
             _finish(store, cycle_id, "failed", error=f"{type(err).__name__}: {err}")
             raise
@@ -92,28 +89,12 @@ def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], 
         return result
 
 
-def make_plan(store: Store, resolved: ResolvedConfig) -> list[PlanItem]:
+def make_plan(store: Store, resolved: ResolvedConfig, work: PendingWork | None = None) -> list[PlanItem]:
     """Every pending model, in the order the cycle audits them, the first `max_models` chosen."""
-    config = resolved.config
-    battery = ensure_battery(resolved, store)
-    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
-    preset = get_preset(config.audit.preset)
-    device = resolve_device(config.audit.device)
-    quant = resolve_quantization(config.audit.quantization, device)
-    template = AuditKey(
-        "",
-        None,
-        battery.battery_id,
-        preset.name,
-        preset.config_hash,
-        quant,
-        scorer.name,
-        scorer.checkpoint_hash,
-        device,
-    )
-    pending = AuditStore(store).pending_models(template, None)
+    pending = (work or pending_work(resolved, store)).models
     if not pending:
         return []
+    config = resolved.config
     info = {
         r[0]: r[1:]
         for r in store.query(
@@ -148,11 +129,11 @@ def _audit(
     resolved: ResolvedConfig,
     cycle_id: int,
     plan: list[PlanItem],
+    work: PendingWork,
     started: float,
     on_outcome: Callable[[AuditOutcome], None] | None,
 ) -> tuple[list[AuditOutcome], str | None]:
     cycle = resolved.config.cycle
-    battery = ensure_battery(resolved, store)
     outcomes: list[AuditOutcome] = []
     downloaded = 0
     for position, item in enumerate(plan):
@@ -162,7 +143,16 @@ def _audit(
             return outcomes, "max_hours"
         if downloaded > cycle.max_download_gb * 1e9:
             return outcomes, "max_download_gb"
-        outcome = audit_model(resolved, store, item.repo_id, revision=item.sha, battery=battery)
+        outcome = audit_model(
+            resolved,
+            store,
+            item.repo_id,
+            revision=item.sha,
+            battery=work.battery,
+            scorer=work.scorer,
+            preset_name=work.preset_name,
+            quantization=work.quantization,
+        )
         downloaded += outcome.download_bytes
         outcomes.append(outcome)
         with store.transaction() as con:
