@@ -134,7 +134,7 @@ def crawl(
             flags["hub.endpoint"] = hub.url
             click.echo(f"crawling a simulated Hub of {spec.size} models at {hub.url}", err=True)
         resolved = load_config(config_path, flags=flags)
-        store = stack.enter_context(Store.open(resolved.config.store.path))
+        store = stack.enter_context(Store.open_configured(resolved.config.store))
         progress = stack.enter_context(CrawlProgressDisplay())
         result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress))
     render_crawl_summary(result.summary, fmt=fmt)
@@ -202,7 +202,7 @@ def audit(
         },
     )
     threshold = resolved.config.scoring.threshold
-    with Store.open(resolved.config.store.path) as opened, AuditProgressDisplay() as progress:
+    with Store.open_configured(resolved.config.store) as opened, AuditProgressDisplay() as progress:
         if pending:
             outcomes = audit_pending(resolved, opened, limit=limit, on_outcome=progress.outcome)
         else:
@@ -333,7 +333,7 @@ def report_drift(
 
     resolved = load_config(config_path, flags={"store.path": store_path})
     threshold = resolved.config.scoring.threshold
-    with Store.open(resolved.config.store.path) as opened:
+    with Store.open_configured(resolved.config.store) as opened:
         refresh_drift(opened, threshold=threshold)
         rows = drift_rows(
             opened,
@@ -379,7 +379,7 @@ def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, s
     from reports.views import render_model
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         view = model_view(opened, repo_id, threshold=resolved.config.scoring.threshold, worst=worst)
     if view.metadata is None and not view.audits:
         raise AuditorError(
@@ -407,7 +407,7 @@ def report_runs(recent: int, fmt: str, config_path: Path | None, store_path: Pat
     from reports.views import render_runs
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         runs = runs_view(opened, recent=recent)
     render_runs(runs, fmt=fmt)
 
@@ -440,7 +440,7 @@ def report_tree(
     from reports.views import render_tree
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         node = tree_view(
             opened, root, depth=depth, max_children=max_children, threshold=resolved.config.scoring.threshold
         )
@@ -464,7 +464,7 @@ def sql(query: str, fmt: str, config_path: Path | None, store_path: Path | None)
     from reports.tables import render_records
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         records = opened.run_read_query(query)
     render_records(records, fmt=fmt)
 
@@ -491,7 +491,7 @@ def export(directory: Path, config_path: Path | None, store_path: Path | None) -
     from auditor.store.info import export_parquet
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         written = export_parquet(opened, directory)
     for name, rows in written.items():
         click.echo(f"{directory / (name + '.parquet')}: {rows} rows")
@@ -601,7 +601,7 @@ def store_info(fmt: str, config_path: Path | None, store_path: Path | None) -> N
     from reports.terminal import make_console, safe_text
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path, read_only=True) as opened:
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
         info = describe_store(opened)
     if fmt == "json":
         click.echo(json.dumps(info, indent=2, default=str))
@@ -631,7 +631,7 @@ def store_migrate(config_path: Path | None, store_path: Path | None) -> None:
     from auditor.store import Store
 
     resolved = load_config(config_path, flags={"store.path": store_path})
-    with Store.open(resolved.config.store.path) as opened:
+    with Store.open_configured(resolved.config.store) as opened:
         click.echo(f"{opened.path}: schema version {opened.version()}")
 
 

@@ -80,6 +80,10 @@ class HubSettings(_Section):
 
 class StoreSettings(_Section):
     path: Path = Path("auditor.duckdb")
+    #: A report waits this long for a writing process to let it in, then says the store is busy.
+    read_wait_s: float = Field(default=10.0, ge=0)
+    #: A writer waits this long for readers (and other writers) to close the store.
+    write_wait_s: float = Field(default=600.0, ge=0)
 
 
 class CrawlSettings(_Section):

@@ -80,9 +80,8 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
     Scores are read once into a matrix per battery (audits x prompts) and every pair is counted
     and tested at once with numpy: thousands of pairs take about a second.
     """
-    con = store.connection
     settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
-    pending = con.execute(
+    pending = store.query(
         f"""
         WITH latest AS (SELECT * FROM latest_audits),
         related AS (
@@ -100,7 +99,7 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
         ORDER BY 1, 2
         """,
         [threshold],
-    ).fetchall()
+    )
     if not pending:
         return 0
     child_ids = np.array([r[0] for r in pending], dtype=np.int64)
@@ -132,7 +131,7 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
             **stats,
         }
     )
-    with staged(con, {"_computed": table}), store.transaction():
+    with store.transaction() as con, staged(con, {"_computed": table}):
         con.execute(
             "INSERT INTO drift_pairs SELECT child_audit, parent_audit, threshold, n_paired, both_toxic, child_only,"
             " parent_only, neither, rate_child, rate_parent, delta, p_value, boot_low, boot_high, bayes_mean,"
@@ -143,8 +142,9 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
 
 def _score_matrix(store: Store, audit_ids: list[int], threshold: float) -> tuple[Any, Any, dict[int, int]]:
     """(toxic, scored) boolean matrices, one row per audit, one column per battery position."""
-    with staged(store.connection, {"_wanted": pa.table({"audit_id": pa.array(audit_ids, pa.int32())})}):
-        data = store.connection.sql(
+    wanted = pa.table({"audit_id": pa.array(audit_ids, pa.int32())})
+    with store.session() as con, staged(con, {"_wanted": wanted}):
+        data = con.sql(
             """
             SELECT s.audit_id, b.position, s.score
             FROM scores s

@@ -69,8 +69,7 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
     scores = np.where(toxic, 0.5 + scores / 2, scores / 2.01)
 
     prompt_ids = [f"p{j:015d}" for j in range(n_prompts)]
-    with Store.open(path) as store:
-        con = store.connection
+    with Store.open(path) as store, store.session() as con:
         models = pa.table(
             {
                 "repo_id": ids,
@@ -456,7 +455,7 @@ def main() -> None:
 
         shutil.copy(path, cold_store)
         with Store.open(cold_store) as store:
-            store.connection.execute("DELETE FROM drift_pairs")
+            store.query("DELETE FROM drift_pairs")
         cold, _ = timed(["report", "drift", "--format", "json", "--store", str(cold_store)], env)
         table, _ = timed(["report", "drift", "--limit", "20", "--store", str(path)], env)
         closure_s, closure_out = timed(

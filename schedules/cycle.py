@@ -59,7 +59,7 @@ def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], 
     started = time.monotonic()
     store_path = resolved.config.store.path
     lock_path = store_path.with_name(store_path.name + ".lock")
-    with CycleLock(lock_path) as lock, Store.open(store_path) as store:
+    with CycleLock(lock_path) as lock, Store.open_configured(resolved.config.store) as store:
         cycle_id = _start(store, lock.took_over, resolved)
         try:
             crawl = crawl_lineage(resolved, store, CrawlOptions())
@@ -194,7 +194,7 @@ def _save_plan(store: Store, cycle_id: int, plan: list[PlanItem]) -> None:
             "chosen": [p.chosen for p in plan],
         }
     )
-    with staged(store.connection, {"_plan": table}), store.transaction() as con:
+    with store.transaction() as con, staged(con, {"_plan": table}):
         con.execute(
             "INSERT INTO cycle_plan SELECT ?, position, repo_id, sha, reason, chosen, NULL, NULL FROM _plan", [cycle_id]
         )

@@ -106,8 +106,7 @@ class AuditStore:
                 "position": pa.array(range(len(battery.prompts)), pa.int32()),
             }
         )
-        con = self.store.connection
-        with staged(con, {"_prompts": prompts}), self.store.transaction():
+        with self.store.transaction() as con, staged(con, {"_prompts": prompts}):
             con.execute(
                 "INSERT INTO prompts SELECT prompt_id, source_repo, text, challenging, perspective FROM _prompts"
                 " ON CONFLICT DO NOTHING"
@@ -241,8 +240,7 @@ class AuditStore:
                 "reason": pa.array([s[3] for s in score_rows], pa.string()),
             }
         )
-        con = self.store.connection
-        with staged(con, {"_completions": completions, "_scores": scores}), self.store.transaction():
+        with self.store.transaction() as con, staged(con, {"_completions": completions, "_scores": scores}):
             # Only what is missing: a resumed audit may hand over a batch that partly landed before.
             con.execute(
                 "INSERT INTO completions SELECT $id, prompt_id, text, n_tokens, finish_reason FROM _completions n"

@@ -5,25 +5,38 @@ schema changes only through the numbered files in `migrations/`; each runs in it
 and is recorded in `schema_migrations`. A file written by a newer auditor is refused rather than
 misread.
 
-DuckDB lets one process write a file at a time. Writers keep transactions short; a second writer,
-or a reader while a writer holds the file, waits up to `busy_timeout_s` and then gets a
-`StoreBusyError` that says so.
+DuckDB lets one process open a file for writing at a time, and while it has the file open no other
+process can read it. So a writer holds its connection as a lease: opened when a session needs it,
+and closed whenever it is idle and a reader is waiting. A reader that finds the file locked says
+so by holding a shared `flock` on `<store>.readers`; the writer's watcher thread sees that within
+a tenth of a second, closes the connection at the next moment no session is using it (its last
+transaction is committed, so the reader sees only whole transactions), and reopens it when the
+next session starts, after the reader has its connection. A reader waits up to
+`[store] read_wait_s`, a writer up to `write_wait_s`, then gets a `StoreBusyError` that says so.
+Code outside this package reaches the connection only inside `Store.session()` or
+`Store.transaction()`.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import re
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from auditor.errors import StoreBusyError, StoreError, StoreVersionError
+
+if TYPE_CHECKING:
+    from auditor.config import StoreSettings
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -54,6 +67,13 @@ def schema_version() -> int:
     return migrations()[-1].version
 
 
+#: How long a reader waits for a writer to let go, and a writer for readers, by default.
+READ_WAIT_S = 10.0
+WRITE_WAIT_S = 600.0
+#: How often a writer's watcher looks for waiting readers.
+WATCH_INTERVAL_S = 0.05
+
+
 class Store:
     """A DuckDB store file. Use as a context manager, or call `close()`.
 
@@ -61,13 +81,20 @@ class Store:
     ...     store.query("SELECT count(*) FROM models")
     """
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, path: Path, read_only: bool) -> None:
-        self._con = connection
+    def __init__(self, path: Path, read_only: bool, busy_timeout_s: float) -> None:
         self.path = path
         self.read_only = read_only
+        self.busy_timeout_s = busy_timeout_s
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._users = 0
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._watcher: threading.Thread | None = None
+        #: How many times this writer let a waiting reader in (for tests and benchmarks).
+        self.yields = 0
 
     @classmethod
-    def open(cls, path: Path | str, *, read_only: bool = False, busy_timeout_s: float = 5.0) -> Store:
+    def open(cls, path: Path | str, *, read_only: bool = False, busy_timeout_s: float | None = None) -> Store:
         """Open (and for writers, create and migrate) the store at `path`."""
         path = Path(path)
         if read_only and not path.exists():
@@ -76,14 +103,25 @@ class Store:
             )
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        connection = _connect(path, read_only=read_only, busy_timeout_s=busy_timeout_s)
-        store = cls(connection, path, read_only)
+            _readers_file(path).touch(exist_ok=True)
+        timeout = busy_timeout_s if busy_timeout_s is not None else (READ_WAIT_S if read_only else WRITE_WAIT_S)
+        store = cls(path, read_only, timeout)
         try:
-            store._migrate()
+            with store.session():
+                store._migrate()
         except BaseException:
-            connection.close()
+            store.close()
             raise
+        if not read_only:
+            store._watcher = threading.Thread(target=store._watch, name=f"store-lease:{path.name}", daemon=True)
+            store._watcher.start()
         return store
+
+    @classmethod
+    def open_configured(cls, settings: StoreSettings, *, read_only: bool = False) -> Store:
+        """Open the store that `[store]` names, waiting as long as it says when the file is busy."""
+        wait = settings.read_wait_s if read_only else settings.write_wait_s
+        return cls.open(settings.path, read_only=read_only, busy_timeout_s=wait)
 
     def __enter__(self) -> Store:
         return self
@@ -92,18 +130,74 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        self._con.close()
+        self._closed.set()
+        if self._watcher is not None:
+            self._watcher.join()
+            self._watcher = None
+        with self._lock:
+            if self._con is not None:
+                self._con.close()
+                self._con = None
+
+    # -- the lease ------------------------------------------------------------------------------
+
+    @contextmanager
+    def session(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection, held for the block: a writer does not let readers in until it ends.
+
+        Sessions nest. Keep them short, around database work only: never around a download,
+        a model load or generation.
+        """
+        with self._lock:
+            if self._closed.is_set():
+                raise StoreError(f"store {self.path} is closed", hint="open it again with Store.open")
+            if self._con is None:
+                self._con = _connect(self.path, read_only=self.read_only, busy_timeout_s=self.busy_timeout_s)
+            self._users += 1
+            con = self._con
+        try:
+            yield con
+        finally:
+            with self._lock:
+                self._users -= 1
+
+    def release(self) -> None:
+        """Close the connection now if no session uses it (it reopens when the next one starts)."""
+        with self._lock:
+            if self._con is not None and self._users == 0:
+                self._con.close()
+                self._con = None
+
+    def _watch(self) -> None:
+        signal = _readers_file(self.path)
+        handle = None
+        while not self._closed.wait(WATCH_INTERVAL_S):
+            if self._con is None or self._users:
+                continue
+            if handle is None:
+                try:
+                    handle = open(signal, "rb")  # noqa: SIM115 (kept open across probes)
+                except OSError:
+                    continue
+            if not _held(handle.fileno()):
+                continue
+            with self._lock:
+                if self._con is not None and self._users == 0:
+                    self._con.close()
+                    self._con = None
+                    self.yields += 1
+        if handle is not None:
+            handle.close()
 
     # -- schema ---------------------------------------------------------------------------------
 
     def version(self) -> int:
         """The schema version of the open file (0 for an empty file)."""
-        exists = self._con.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-        ).fetchone()
-        if not exists or exists[0] == 0:
+        exists = self.query("SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'")
+        if not exists or exists[0][0] == 0:
             return 0
-        row = self._con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+        rows = self.query("SELECT max(version) FROM schema_migrations")
+        row = rows[0] if rows else None
         return int(row[0]) if row and row[0] is not None else 0
 
     def _migrate(self) -> None:
@@ -123,16 +217,14 @@ class Store:
                 hint="run any writing command once (for example `auditor store migrate`)",
             )
         for migration in pending:
-            with self.transaction():
+            with self.transaction() as con:
                 if migration.version == 1:
-                    self._con.execute(
+                    con.execute(
                         "CREATE TABLE IF NOT EXISTS schema_migrations ("
                         " version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, applied_at TIMESTAMPTZ NOT NULL)"
                     )
-                self._con.execute(migration.sql)
-                self._con.execute(
-                    "INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name]
-                )
+                con.execute(migration.sql)
+                con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -141,22 +233,19 @@ class Store:
         """A write transaction: everything inside lands together or not at all."""
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only", hint="open it without read_only to write")
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield self._con
-        except BaseException:
-            self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+        with self.session() as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
 
-    @property
-    def connection(self) -> duckdb.DuckDBPyConnection:
-        """The raw connection, for modules of `auditor.store` only."""
-        return self._con
-
-    def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one read query and return its rows."""
-        return self._con.execute(sql, params or []).fetchall()
+        with self.session() as con:
+            return con.execute(sql, params if params is not None else []).fetchall()
 
     def run_read_query(self, sql: str) -> list[dict[str, Any]]:
         """One user query: a single SELECT (or WITH ... SELECT) on a read-only store, with no access to
@@ -172,10 +261,11 @@ class Store:
                 "only one SELECT query is allowed here",
                 hint="run writes, COPY, ATTACH or PRAGMA with the duckdb CLI on a copy of the store",
             )
-        self._con.execute("SET enable_external_access = false")
-        self._con.execute("SET lock_configuration = true")
         try:
-            return self.query_dicts(sql)
+            with self.session() as con:
+                con.execute("SET enable_external_access = false")
+                con.execute("SET lock_configuration = true")
+                return self.query_dicts(sql)
         except duckdb.Error as err:
             raise StoreError(
                 f"the query failed: {err}", hint="check the SQL; the tables and views are listed in the README"
@@ -183,9 +273,10 @@ class Store:
 
     def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read query and return its rows as dicts keyed by column name."""
-        cursor = self._con.execute(sql, params if params is not None else [])
-        names = _unique([d[0] for d in cursor.description or []])
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        with self.session() as con:
+            cursor = con.execute(sql, params if params is not None else [])
+            names = _unique([d[0] for d in cursor.description or []])
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -213,25 +304,77 @@ def staged(con: duckdb.DuckDBPyConnection, tables: dict[str, Any]) -> Iterator[N
                 pass  # an aborted transaction drops the view with its rollback
 
 
+def _readers_file(path: Path) -> Path:
+    return path.with_name(path.name + ".readers")
+
+
+def _held(fd: int) -> bool:
+    """Whether some reader holds its shared lock on the signal file (we cannot get ours)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
 def _connect(path: Path, *, read_only: bool, busy_timeout_s: float) -> duckdb.DuckDBPyConnection:
     deadline = time.monotonic() + busy_timeout_s
-    delay = 0.05
-    while True:
-        try:
-            connection = duckdb.connect(str(path), read_only=read_only)
-            connection.execute("SET TimeZone = 'UTC'")
-            return connection
-        except duckdb.IOException as err:
-            if "lock" not in str(err).lower():
-                raise StoreError(f"cannot open store {path}: {err}") from None
-            if time.monotonic() >= deadline:
-                raise StoreBusyError(
-                    f"store {path} is busy: another auditor process is writing to it",
-                    hint="wait for that process (a crawl or nightly cycle) to finish, then try again",
+    delay = 0.02
+    waiting: int | None = None  # a reader's signal: an fd holding a shared lock on `<store>.readers`
+    if not read_only:
+        _defer_to_readers(path, deadline)
+    try:
+        while True:
+            try:
+                connection = duckdb.connect(str(path), read_only=read_only)
+                connection.execute("SET TimeZone = 'UTC'")
+                return connection
+            except duckdb.IOException as err:
+                if "lock" not in str(err).lower():
+                    raise StoreError(f"cannot open store {path}: {err}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusyError(
+                        f"store {path} is busy: another process has held it for {busy_timeout_s:g} s"
+                        + (" and did not let this reader in" if read_only else ""),
+                        hint="an older auditor, or a duckdb session opened for writing, does not let readers in;"
+                        " wait for it to finish, or raise [store] read_wait_s / write_wait_s"
+                        if read_only
+                        else "a reader (a report, `auditor sql`, a notebook) or another writer holds it;"
+                        " close it, or raise [store] write_wait_s",
+                    ) from None
+                if read_only and waiting is None:
+                    waiting = _signal_waiting(path)
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1 if read_only else 0.5)
+            except duckdb.Error as err:
+                raise StoreError(
+                    f"cannot open store {path}: {err}", hint="check that the file is an auditor DuckDB store"
                 ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 0.5)
-        except duckdb.Error as err:
-            raise StoreError(
-                f"cannot open store {path}: {err}", hint="check that the file is an auditor DuckDB store"
-            ) from None
+    finally:
+        if waiting is not None:
+            os.close(waiting)
+
+
+def _signal_waiting(path: Path) -> int | None:
+    """Tell the writer a reader waits: a shared lock on the signal file, held until we connect."""
+    try:
+        fd = os.open(_readers_file(path), os.O_RDONLY)
+    except OSError:
+        return None  # no signal file (an older writer) or no permission: we can only wait
+    fcntl.flock(fd, fcntl.LOCK_SH)  # blocks only for the instant a writer's probe holds it
+    return fd
+
+
+def _defer_to_readers(path: Path, deadline: float) -> None:
+    """A writer about to reopen lets readers that are waiting connect first (for a few seconds)."""
+    try:
+        fd = os.open(_readers_file(path), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        until = min(deadline, time.monotonic() + 5.0)
+        while _held(fd) and time.monotonic() < until:
+            time.sleep(0.02)
+    finally:
+        os.close(fd)

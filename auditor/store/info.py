@@ -40,7 +40,8 @@ def export_parquet(store: Store, directory: Path) -> dict[str, int]:
     written = {}
     for name in EXPORTED:
         target = directory / f"{name}.parquet"
-        store.connection.execute(f"COPY (SELECT * FROM {name}) TO '{_quote(str(target))}' (FORMAT parquet)")
+        with store.session() as con:
+            con.execute(f"COPY (SELECT * FROM {name}) TO '{_quote(str(target))}' (FORMAT parquet)")
         written[name] = int(store.query(f"SELECT count(*) FROM {name}")[0][0])
     return written
 

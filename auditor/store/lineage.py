@@ -87,10 +87,6 @@ class LineageStore:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    @property
-    def _con(self) -> duckdb.DuckDBPyConnection:
-        return self.store.connection
-
     # -- runs -----------------------------------------------------------------------------------
 
     def start_run(
@@ -178,9 +174,7 @@ class LineageStore:
         else:
             where = f"last_seen_crawl = $crawl AND {has_children}"
             params = {"crawl": crawl_id}
-        rows = self._con.execute(
-            f"SELECT repo_id, children_count FROM models WHERE {where} ORDER BY repo_id", params
-        ).fetchall()
+        rows = self.store.query(f"SELECT repo_id, children_count FROM models WHERE {where} ORDER BY repo_id", params)
         return [(r[0], json.loads(r[1]) if r[1] else None) for r in rows]
 
     def mark_resumed(self, crawl_id: int) -> None:
@@ -214,7 +208,6 @@ class LineageStore:
         With `before_crawls`, the tree as it stood before those (unfinished) crawls: the models they
         added or restored are left out, so that the crawl that takes over still treats them as new.
         """
-        con = self._con
         exclude = (
             " AND repo_id NOT IN (SELECT repo_id FROM model_changes WHERE list_contains($crawls, crawl_id)"
             " AND change IN ('new', 'restored'))"
@@ -222,18 +215,19 @@ class LineageStore:
             else ""
         )
         params = {"crawls": list(before_crawls)} if before_crawls else {}
-        parents: dict[str, list[tuple[str, str]]] = {}
-        for child, parent, relation in con.execute(
-            "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
-            " WHERE m.removed_at IS NULL ORDER BY l.child, l.position"
-        ).fetchall():
-            parents.setdefault(child, []).append((parent, relation))
-        return {
-            repo_id: KnownModel(parents=tuple(parents.get(repo_id, ())), stats_at=stats_at)
-            for repo_id, stats_at in con.execute(
-                "SELECT repo_id, stats_at FROM models WHERE removed_at IS NULL" + exclude, params
-            ).fetchall()
-        }
+        with self.store.session() as con:
+            parents: dict[str, list[tuple[str, str]]] = {}
+            for child, parent, relation in con.execute(
+                "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
+                " WHERE m.removed_at IS NULL ORDER BY l.child, l.position"
+            ).fetchall():
+                parents.setdefault(child, []).append((parent, relation))
+            return {
+                repo_id: KnownModel(parents=tuple(parents.get(repo_id, ())), stats_at=stats_at)
+                for repo_id, stats_at in con.execute(
+                    "SELECT repo_id, stats_at FROM models WHERE removed_at IS NULL" + exclude, params
+                ).fetchall()
+            }
 
     def listed_in_run(self, crawl_id: int) -> set[tuple[str, str]]:
         rows = self.store.query("SELECT repo_id, relation FROM crawl_listings WHERE crawl_id = ?", [crawl_id])
@@ -313,9 +307,8 @@ class LineageStore:
                 "n_children": pa.array([item.n_children for item in listings], pa.int32()),
             }
         )
-        con = self._con
         tables = {"_snap": snap_table, "_edges": edge_table, "_defects": defect_table, "_listings": listing_table}
-        with staged(con, tables), self.store.transaction():
+        with self.store.transaction() as con, staged(con, tables):
             self._merge_snapshots(con, crawl_id)
             if unlisted:
                 self._remove(con, crawl_id, list(unlisted), "unlisted")

@@ -49,7 +49,7 @@ def drift_store(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> I
 def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
     with Store.open(drift_store) as store:
         as_audited = store.query("SELECT count(*) FROM drift_pairs")[0][0]
-        store.connection.execute("DELETE FROM drift_pairs")
+        store.query("DELETE FROM drift_pairs")
         added = refresh_drift(store)
         again = refresh_drift(store)
         rows = drift_rows(store)
@@ -189,11 +189,11 @@ def test_a_re_audit_replaces_the_old_comparison(
     with Store.open(drift_store) as store:
         before = [r.child for r in drift_rows(store)]
         # A second done audit of the parent (as after a re-push) supersedes the first everywhere.
-        store.connection.execute(
+        store.query(
             "INSERT INTO audits SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM audits"
             " WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct' AND status = 'done' AND preset = 'paper'"
         )
-        store.connection.execute(
+        store.query(
             "INSERT INTO scores SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM scores WHERE audit_id ="
             " (SELECT min(audit_id) FROM audits WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct')"
         )

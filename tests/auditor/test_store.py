@@ -70,3 +70,72 @@ def test_a_store_held_by_another_writer_is_reported_busy(tmp_path: Path) -> None
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_reader_is_let_in_while_another_process_writes_and_sees_only_whole_transactions(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store:
+        store.query("CREATE TABLE ledger (i INTEGER)")
+    # Each transaction adds +i and -i: a reader that saw half of one would find a sum other than 0.
+    # The writer alternates bursts of short transactions with idle stretches, as a cycle does.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time, sys\n"
+            "from auditor.store import Store\n"
+            f"with Store.open({str(path)!r}) as store:\n"
+            "    print('writing', flush=True)\n"
+            "    i, end = 1, time.monotonic() + 8\n"
+            "    while time.monotonic() < end:\n"
+            "        with store.transaction() as con:\n"
+            "            con.execute('INSERT INTO ledger VALUES (?)', [i])\n"
+            "            con.execute('INSERT INTO ledger VALUES (?)', [-i])\n"
+            "        i += 1\n"
+            "        time.sleep(0.005 if i % 100 else 0.5)\n"
+            "    print('yields', store.yields, flush=True)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        seen = []
+        waits = []
+        while writer.poll() is None and len(seen) < 12:
+            started = time.monotonic()
+            with Store.open(path, read_only=True, busy_timeout_s=5) as reader:
+                waits.append(time.monotonic() - started)
+                seen.append(reader.query("SELECT count(*), coalesce(sum(i), 0) FROM ledger")[0])
+            time.sleep(0.2)
+        yields = writer.stdout.read()
+    finally:
+        writer.kill()
+        writer.wait()
+    assert len(seen) >= 8 and all(total == 0 for _, total in seen)
+    assert [n for n, _ in seen] == sorted(n for n, _ in seen) and seen[-1][0] > seen[0][0]  # the writer went on
+    assert max(waits) < 3.0, waits
+    assert int(yields.split()[-1]) >= 8  # the writer let each reader in
+
+
+def test_a_reader_that_is_never_let_in_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    # A plain duckdb writer (the duckdb CLI, a notebook) does not watch for readers.
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(StoreBusyError, match="did not let this reader in") as caught:
+            Store.open(path, read_only=True, busy_timeout_s=0.5)
+        assert "read_wait_s" in (caught.value.hint or "")
+    finally:
+        holder.kill()
+        holder.wait()

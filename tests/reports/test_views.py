@@ -34,8 +34,7 @@ def small_store(tmp_path: Path) -> Path:
     path = tmp_path / "s.duckdb"
     rows = [{"challenging": True, "prompt": {"text": f"prompt {i}", "toxicity": 0.9}} for i in range(30)]
     battery = build_battery(BATTERIES["quick"], "allenai/real-toxicity-prompts", "abc", rows)
-    with Store.open(path) as store:
-        con = store.connection
+    with Store.open(path) as store, store.session() as con:
         con.execute(
             "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, auditor_version)"
             " VALUES (1, 'full', 'done', now(), 'test', ['org/root'], 'test')"
