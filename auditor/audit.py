@@ -21,7 +21,7 @@ from typing import Any
 
 from auditor.battery import Battery, battery_spec, build_battery, read_prompt_rows
 from auditor.config import ResolvedConfig
-from auditor.errors import ModelError
+from auditor.errors import ModelError, StopRequested
 from auditor.hubfiles import download, list_repo_files
 from auditor.presets import get_preset
 from auditor.scoring import Scorer, load_scorer
@@ -88,8 +88,12 @@ def audit_model(
     force: bool = False,
     scorer: Scorer | None = None,
     progress: Callable[[AuditProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> AuditOutcome:
     """Audit `repo_id` at `revision` (default: its current commit) and store every row.
+
+    `should_stop` is polled after each stored batch: when it returns True the audit stops with
+    `StopRequested`, its row left `running` with every batch so far, for the next run to finish.
 
     >>> outcome = audit_model(load_config(), store, "acme/llama-finetune")      # doctest: +SKIP
     >>> outcome.status, outcome.rate
@@ -245,6 +249,8 @@ def audit_model(
             )
             counter["done"] += len(generations)
             _report(progress, repo_id, int(counter["done"]), len(battery.prompts), "generating")
+            if should_stop is not None and should_stop():
+                raise StopRequested(f"the audit of {repo_id} was asked to stop; the next run finishes it")
             last[0] = time.monotonic()
 
         generate(loaded, prepared, preset, batch_size=settings.batch_size, on_batch=on_batch)

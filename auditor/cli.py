@@ -232,39 +232,91 @@ def run_command(
 ) -> None:
     """One nightly cycle: crawl, plan under the budget, audit, summarise (safe to call from cron).
 
-    Exits 0 when the cycle completed, even if some models failed (they are rows); 3 when another
-    cycle holds the lock; non-zero when the cycle itself could not run.
+    Exits 0 when the cycle completed, even if some models failed (they are rows), and when SIGTERM
+    or Ctrl-C stopped it cleanly (within one batch; what is left resumes next cycle; a second signal
+    stops at once); 3 when another cycle holds the lock; non-zero when the cycle could not run.
 
     \b
     Example:
       auditor run --max-models 20
     """
     from auditor.config import load_config
-    from reports.audit import AuditProgressDisplay, render_outcomes
+    from reports.audit import AuditProgressDisplay
+    from reports.cycle import render_cycle
     from schedules.cycle import run_cycle
+    from schedules.signals import StopSignals
 
     resolved = load_config(
         config_path, flags={"store.path": store_path, "cycle.max_models": max_models, "cycle.max_hours": max_hours}
     )
-    with AuditProgressDisplay() as progress:
-        result = run_cycle(resolved, on_outcome=progress.outcome)
-    if fmt == "json":
-        import json
-        from dataclasses import asdict
+    _log_schedule()
+    with StopSignals() as stop, AuditProgressDisplay() as progress:
+        result = run_cycle(resolved, on_outcome=progress.outcome, should_stop=stop.is_set)
+    render_cycle(result, fmt=fmt, threshold=resolved.config.scoring.threshold)
 
-        click.echo(json.dumps(asdict(result), indent=2, default=str))
-        return
-    if result.took_over:
-        click.echo("the previous cycle did not finish (killed or the machine went down); this one took over")
-    totals = result.crawl.get("totals", {})
+
+@cli.command("schedule")
+@click.option("--cycles", type=int, default=None, help="Exit after this many cycles (default: run until stopped).")
+@click.option("--cron", "cron", default=None, metavar="EXPR", help="Cron expression (cycle.schedule).")
+@config_option
+@store_option
+def schedule_command(cycles: int | None, cron: str | None, config_path: Path | None, store_path: Path | None) -> None:
+    """Run the nightly cycle on a schedule: a daemon (nightly at 02:00 UTC by default).
+
+    Cycles never overlap (a fire during a running cycle is skipped), missed fires coalesce into one
+    cycle, and a late start is allowed up to cycle.misfire_grace_s. SIGTERM or Ctrl-C stops the
+    cycle in hand within one batch (the rest resumes next cycle) and exits 0; a second signal exits
+    at once. Logs go to stderr. One daemon per store; `auditor status` shows it.
+
+    \b
+    Example:
+      auditor schedule                       # cycle.schedule, default '0 2 * * *' UTC
+      auditor schedule --cron '30 1 * * 1-5'
+    """
+    from auditor.config import load_config
+    from schedules.daemon import run_daemon
+    from schedules.signals import StopSignals
+
+    resolved = load_config(config_path, flags={"store.path": store_path, "cycle.schedule": cron})
+    _log_schedule()
+    with StopSignals(work_in_main_thread=False) as stop:
+        run = run_daemon(resolved, stop=stop.event, cycles=cycles)
     click.echo(
-        f"cycle {result.cycle_id}: crawl found {totals.get('models_new', 0)} new and"
-        f" {totals.get('models_changed', 0)} changed models; {len(result.outcomes)} audited,"
-        f" {result.waiting} waiting"
-        + (f" (stopped by {result.stopped_by})" if result.stopped_by else "")
-        + f"; {result.seconds:.0f} s"
+        f"scheduler stopped after {len(run.cycles)} cycles ({len(run.failures)} failed, {run.skipped} fires skipped)",
+        err=True,
     )
-    render_outcomes(result.outcomes, threshold=resolved.config.scoring.threshold)
+
+
+@cli.command("status")
+@format_option("table", "json")
+@config_option
+@store_option
+def status_command(fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+    """The last cycle, the one running now, the next one, and what waits (works while a cycle runs).
+
+    \b
+    Example:
+      auditor status
+      auditor status --format json
+    """
+    from auditor.config import load_config
+    from reports.cycle import render_status
+    from schedules.status import cycle_status
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    render_status(cycle_status(resolved), fmt=fmt)
+
+
+def _log_schedule() -> None:
+    """Cycle and scheduler news on stderr with timestamps, unless --debug already shows everything."""
+    logger = logging.getLogger("auditor.schedule")
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        logger.addHandler(handler)
+        logger.propagate = False
 
 
 @cli.group()

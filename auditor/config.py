@@ -24,6 +24,7 @@ Example `auditor.toml`:
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ DEFAULT_ROOTS: tuple[str, ...] = (
     "microsoft/Phi-3-mini-4k-instruct",
     "microsoft/Phi-3.5-mini-instruct",
 )
+
+
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 class _Section(BaseModel):
@@ -107,8 +111,11 @@ class CrawlSettings(_Section):
         if not value:
             raise ValueError("at least one root model is needed")
         for repo_id in value:
-            if repo_id.count("/") != 1 or repo_id.startswith("/") or repo_id.endswith("/"):
-                raise ValueError(f"{repo_id!r} is not a Hub model id of the form 'owner/name'")
+            if not _REPO_ID.fullmatch(repo_id):
+                raise ValueError(
+                    f"{repo_id!r} is not a Hub model id of the form 'owner/name' (in the environment, separate"
+                    " several with commas)"
+                )
         return tuple(dict.fromkeys(value))
 
 
@@ -188,6 +195,33 @@ class CycleSettings(_Section):
     #: Audit quantized copies and adapters too (they are many, and mostly mirror their parent).
     include_quantized: bool = False
     include_adapters: bool = True
+    #: When `auditor schedule` runs a cycle: a crontab expression (minute hour day month weekday,
+    #: weekday 0 or 7 = Sunday), or six fields with seconds first.
+    schedule: str = "0 2 * * *"
+    #: The time zone the schedule is read in.
+    timezone: str = "UTC"
+    #: A cycle that could not start on time (the machine slept, the daemon was busy) still starts
+    #: if it is at most this late; missed cycles are run once, not once per miss.
+    misfire_grace_s: float = Field(default=3600.0, gt=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        # The full parse (ranges, names) is `schedules.timing.parse_schedule`, when a daemon starts.
+        if len(value.split()) not in (5, 6):
+            raise ValueError("must be a crontab expression of five fields (or six, seconds first), as '0 2 * * *'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (for example UTC or Europe/Paris)") from None
+        return value
 
 
 class Config(_Section):

@@ -12,6 +12,9 @@
         ├── ModelSkipped         by policy or access: gated, too large, pickle weights, remote code
         └── ModelFailed          broken or unsupported: missing, corrupt, unknown architecture
 
+Apart from the tree, `StopRequested` (a `KeyboardInterrupt`) is raised at a safe point when a
+stop was asked for (SIGTERM, Ctrl-C): the work in hand stays resumable and the next run resumes it.
+
 Every message says what happened and to what; `hint` says what to do next. The CLI turns these
 into a one-screen message (a traceback only with `--debug`). A failure that concerns one model is
 never raised past the loop that handles that model: it becomes a row with a status and a reason.
@@ -96,3 +99,11 @@ PERMANENT_CODES = frozenset(
         "bad_json",
     }
 )
+
+
+class StopRequested(KeyboardInterrupt):
+    """A stop was asked for (SIGTERM or Ctrl-C) and the work stopped at a safe point.
+
+    A `KeyboardInterrupt`, so that nothing that handles one model's failure swallows it: the
+    interrupted crawl or audit is left resumable, exactly as after Ctrl-C.
+    """

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from auditor.config import ResolvedConfig
-from auditor.errors import CrawlError, HubError
+from auditor.errors import CrawlError, HubError, StopRequested
 from auditor.lineage import RELATIONS, ModelSnapshot
 from auditor.store import LineageStore, Store
 from auditor.store.lineage import CrawlRun, KnownModel, Listing
@@ -67,6 +67,9 @@ class CrawlOptions:
     full: bool = False
     #: Called on the crawling thread after every listing; must be quick.
     progress: Callable[[CrawlProgress], None] | None = None
+    #: Polled after every listing; when it returns True the crawl stops (resumably) with
+    #: `StopRequested`, as if interrupted.
+    should_stop: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -384,6 +387,8 @@ class _Crawl:
                             tasks.append(new_task)
                     self._flush()
                     self._report(pending=len(tasks) + len(in_flight))
+                    if self.options.should_stop is not None and self.options.should_stop():
+                        raise StopRequested("the crawl was asked to stop; the next crawl resumes it")
             finished = True
         finally:
             # On an error or Ctrl-C, do not wait for requests still in flight: what they would

@@ -6,6 +6,10 @@ the cycle; the cycle itself fails (and the caller gets a non-zero exit) only whe
 
 Crash recovery comes from the parts: an interrupted crawl is resumed by the next crawl, and an
 audit left `running` is pending again, so the next cycle resumes it, generating only what it lacks.
+A cycle that died leaves its `cycles` row `running`; the next cycle marks it `failed`
+(`interrupted`). A stop asked for (`should_stop`, polled after every listing and every stored
+batch) ends the cycle early and cleanly: its row says `stopped`, and the work in hand is resumed
+by the next cycle exactly as after a kill.
 
 The plan, stored in `cycle_plan` with its reasons: roots and parents first (a drift needs the
 parent's audit), then models re-pushed at a new sha, then new derivatives by downloads and recency;
@@ -24,6 +28,7 @@ from typing import Any
 
 from auditor.audit import AuditOutcome, PendingWork, audit_model, pending_work
 from auditor.config import ResolvedConfig
+from auditor.errors import StopRequested
 from auditor.store import Store
 from crawlers import CrawlOptions, crawl_lineage
 from schedules.lock import CycleLock
@@ -47,9 +52,16 @@ class CycleResult:
     waiting: int
     stopped_by: str | None
     seconds: float
+    #: `done`, or `stopped` when a stop was asked for before the plan was through.
+    status: str = "done"
 
 
-def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], None] | None = None) -> CycleResult:
+def run_cycle(
+    resolved: ResolvedConfig,
+    *,
+    on_outcome: Callable[[AuditOutcome], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CycleResult:
     """Run one cycle under the lock; see the module's docstring.
 
     >>> result = run_cycle(load_config())          # doctest: +SKIP
@@ -61,24 +73,67 @@ def run_cycle(resolved: ResolvedConfig, *, on_outcome: Callable[[AuditOutcome], 
     lock_path = store_path.with_name(store_path.name + ".lock")
     with CycleLock(lock_path) as lock, Store.open_configured(resolved.config.store) as store:
         cycle_id = _start(store, lock.took_over, resolved)
+        lock.note(cycle_id=cycle_id)
+        crawl = None
+        plan: list[PlanItem] = []
+        outcomes: list[AuditOutcome] = []
         try:
-            crawl = crawl_lineage(resolved, store, CrawlOptions())
+            crawl = crawl_lineage(resolved, store, CrawlOptions(should_stop=should_stop))
             work = pending_work(resolved, store)
             plan = make_plan(store, resolved, work)
             _save_plan(store, cycle_id, plan)
-            outcomes, stopped_by = _audit(store, resolved, cycle_id, plan, work, started, on_outcome)
+            stopped_by = _audit(store, resolved, cycle_id, plan, work, started, outcomes, on_outcome, should_stop)
+        except KeyboardInterrupt as err:  # StopRequested at a safe point, or a second Ctrl-C
+            stage = "crawl" if crawl is None else "audits"
+            _finish(
+                store,
+                cycle_id,
+                "stopped",
+                error=f"stopped during the {stage}: {err}",
+                crawl_id=crawl.crawl_id if crawl else None,
+                planned=sum(1 for p in plan if p.chosen),
+                audited=len(outcomes),
+                failed=sum(1 for o in outcomes if o.status != "done"),
+                waiting=len(plan) - len(outcomes) if plan else None,
+                summary={"stopped_by": "stop requested", "stage": stage},
+            )
+            if not isinstance(err, StopRequested):
+                raise
+            return CycleResult(
+                cycle_id,
+                lock.took_over,
+                crawl.summary if crawl else {},
+                plan,
+                outcomes,
+                len(plan) - len(outcomes),
+                "stop requested",
+                time.monotonic() - started,
+                status="stopped",
+            )
         except BaseException as err:
             _finish(store, cycle_id, "failed", error=f"{type(err).__name__}: {err}")
             raise
+        if stopped_by == "stop requested":
+            status = "stopped"
+        else:
+            status = "done"
         chosen = [p for p in plan if p.chosen]
         waiting = len(plan) - len(outcomes)
         result = CycleResult(
-            cycle_id, lock.took_over, crawl.summary, plan, outcomes, waiting, stopped_by, time.monotonic() - started
+            cycle_id,
+            lock.took_over,
+            crawl.summary,
+            plan,
+            outcomes,
+            waiting,
+            stopped_by,
+            time.monotonic() - started,
+            status=status,
         )
         _finish(
             store,
             cycle_id,
-            "done",
+            status,
             crawl_id=crawl.crawl_id,
             planned=len(chosen),
             audited=len(outcomes),
@@ -131,18 +186,22 @@ def _audit(
     plan: list[PlanItem],
     work: PendingWork,
     started: float,
+    outcomes: list[AuditOutcome],
     on_outcome: Callable[[AuditOutcome], None] | None,
-) -> tuple[list[AuditOutcome], str | None]:
+    should_stop: Callable[[], bool] | None,
+) -> str | None:
+    """Audit the plan in order into `outcomes`; return what stopped it early, if anything."""
     cycle = resolved.config.cycle
-    outcomes: list[AuditOutcome] = []
     downloaded = 0
     for position, item in enumerate(plan):
         if not item.chosen:
-            return outcomes, "max_models"
+            return "max_models"
         if time.monotonic() - started > cycle.max_hours * 3600:
-            return outcomes, "max_hours"
+            return "max_hours"
         if downloaded > cycle.max_download_gb * 1e9:
-            return outcomes, "max_download_gb"
+            return "max_download_gb"
+        if should_stop is not None and should_stop():
+            return "stop requested"
         outcome = audit_model(
             resolved,
             store,
@@ -152,6 +211,7 @@ def _audit(
             scorer=work.scorer,
             preset_name=work.preset_name,
             quantization=work.quantization,
+            should_stop=should_stop,
         )
         downloaded += outcome.download_bytes
         outcomes.append(outcome)
@@ -162,7 +222,7 @@ def _audit(
             )
         if on_outcome is not None:
             on_outcome(outcome)
-    return outcomes, None
+    return None
 
 
 def _start(store: Store, took_over: bool, resolved: ResolvedConfig) -> int:

@@ -4,6 +4,9 @@ The lock is a file beside the store (`<store>.lock`) held with an exclusive `flo
 the cycle runs, with the holder's PID and start time written in it. The kernel releases a flock
 when its process dies, however it dies, so a lock left by a killed cycle is free; the file it left
 says who held it, and the next cycle reports that it took over.
+
+The scheduler daemon holds a lock of the same kind (`<store>.daemon`) for its whole life, so that
+one daemon serves a store, and writes its schedule and next run there for `auditor status`.
 """
 
 from __future__ import annotations
@@ -36,9 +39,11 @@ class Previous:
 class CycleLock:
     """`with CycleLock(path): ...` runs the body alone, or raises CycleBusyError at once."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, what: str = "cycle") -> None:
         self.path = path
+        self.what = what
         self._handle: IO[str] | None = None
+        self._info: dict[str, Any] = {}
         self.previous: Previous | None = None
 
     def __enter__(self) -> CycleLock:
@@ -51,18 +56,28 @@ class CycleLock:
             holder = _read(handle.read())
             handle.close()
             raise CycleBusyError(
-                f"another cycle is running (pid {holder.get('pid', '?')}, lock {self.path})",
-                hint="wait for it to finish; a cycle that died leaves the lock free for the next one",
+                f"another {self.what} is running (pid {holder.get('pid', '?')}, lock {self.path})",
+                hint=f"wait for it to finish, or stop it; a {self.what} that died leaves the lock free",
             ) from None
         handle.seek(0)
         old = _read(handle.read())
         self.previous = Previous(old.get("pid"), old.get("started_at"), bool(old.get("finished"))) if old else None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(json.dumps({"pid": os.getpid(), "started_at": time.time(), "finished": False}))
-        handle.flush()
         self._handle = handle
+        self._info = {"pid": os.getpid(), "started_at": time.time(), "finished": False}
+        self._write()
         return self
+
+    def note(self, **info: Any) -> None:
+        """Add facts for readers of the lock file (`holder`): JSON values only."""
+        self._info.update(info)
+        self._write()
+
+    def _write(self) -> None:
+        assert self._handle is not None
+        self._handle.seek(0)
+        self._handle.truncate()
+        self._handle.write(json.dumps(self._info, default=str))
+        self._handle.flush()
 
     @property
     def took_over(self) -> bool:
@@ -82,6 +97,21 @@ class CycleLock:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         handle.close()
         self._handle = None
+
+
+def holder(path: Path) -> dict[str, Any] | None:
+    """What the live holder of the lock at `path` wrote in it; None when nobody holds it."""
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115 (closed by the with below)
+    except OSError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _read(handle.read())
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        return None
 
 
 def _read(text: str) -> dict[str, Any]:

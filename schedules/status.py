@@ -1,0 +1,104 @@
+"""What `auditor status` knows: the last cycle, the one running, the next one, and what waits.
+
+What waits is what the last cycle's stored plan did not reach (the next cycle plans again, with
+whatever the crawl found since). It reads the store as a reader (so it works while a cycle
+writes) and the lock files beside it: the cycle lock says whether a cycle runs now, the daemon's
+says whether a daemon runs and when it fires next. With no daemon, the next time is the one the
+configured schedule gives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from auditor.config import ResolvedConfig
+from auditor.store import Store
+from schedules.daemon import daemon_lock_path
+from schedules.lock import holder
+from schedules.timing import next_run
+
+#: How many of the waiting models are listed.
+SHOWN = 10
+
+
+@dataclass(frozen=True)
+class CycleStatus:
+    last_cycle: dict[str, Any] | None
+    running: dict[str, Any] | None  # the cycle lock's holder, when a cycle runs
+    daemon: dict[str, Any] | None  # the daemon lock's holder, when a daemon runs
+    next_run: datetime | None
+    next_source: str  # "daemon" or "schedule (no daemon running)"
+    waiting_total: int
+    waiting: list[dict[str, Any]]  # the first SHOWN the last cycle's plan did not reach, in its order
+    interrupted: list[dict[str, Any]]  # audits left running by a killed or stopped process
+
+
+def cycle_status(resolved: ResolvedConfig) -> CycleStatus:
+    """Gather the status; see the module's docstring.
+
+    >>> cycle_status(load_config()).waiting_total      # doctest: +SKIP
+    312
+    """
+    config = resolved.config
+    store_path = config.store.path
+    running = holder(store_path.with_name(store_path.name + ".lock"))
+    daemon = holder(daemon_lock_path(store_path))
+    if daemon is not None and daemon.get("next_run"):
+        when: datetime | None = datetime.fromisoformat(daemon["next_run"])
+        source = "daemon"
+    else:
+        try:
+            when = next_run(config.cycle.schedule, config.cycle.timezone)
+        except ValueError:
+            when = None
+        source = f"schedule {config.cycle.schedule!r} {config.cycle.timezone}; no daemon running"
+
+    with Store.open_configured(config.store, read_only=True) as store:
+        rows = store.query_dicts("SELECT * FROM cycles ORDER BY cycle_id DESC LIMIT 1")
+        last = _cycle_row(rows[0]) if rows else None
+        interrupted = store.query_dicts(
+            "SELECT audit_id, repo_id, sha, started_at,"
+            " (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) AS n_completions"
+            " FROM audits a WHERE status = 'running' ORDER BY audit_id"
+        )
+        # What the last plan did not reach, in the order it would have taken them.
+        left = (
+            store.query_dicts(
+                "SELECT repo_id, sha, reason, chosen FROM cycle_plan WHERE cycle_id = ? AND audit_id IS NULL"
+                " ORDER BY position",
+                [last["cycle_id"]],
+            )
+            if last
+            else []
+        )
+    waiting = [
+        {
+            "repo_id": p["repo_id"],
+            "sha": p["sha"],
+            "reason": p["reason"],
+            "why": "the cycle stopped before it" if p["chosen"] else "beyond the night's max_models",
+        }
+        for p in left[:SHOWN]
+    ]
+    return CycleStatus(last, running, daemon, when, source, len(left), waiting, interrupted)
+
+
+def _cycle_row(row: dict[str, Any]) -> dict[str, Any]:
+    summary = json.loads(row["summary"]) if row.get("summary") else {}
+    finished = row.get("finished_at")
+    return {
+        "cycle_id": row["cycle_id"],
+        "status": row["status"],
+        "started_at": row["started_at"],
+        "finished_at": finished,
+        "seconds": (finished - row["started_at"]).total_seconds() if finished else None,
+        "took_over": row["took_over"],
+        "audited": row["audited"],
+        "failed": row["failed"],
+        "waiting": row["waiting"],
+        "stopped_by": (summary or {}).get("stopped_by"),
+        "error": row["error"],
+    }

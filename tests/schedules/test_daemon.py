@@ -1,0 +1,198 @@
+"""The scheduler daemon: cycles on a cron expression against the simulated Hub, a world that
+changes between cycles, and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.simhub import SimHub
+from auditor.simhub.world import SimFile
+from auditor.store import Store
+from schedules.cycle import CycleResult
+from schedules.daemon import run_daemon
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world, stored_lineage
+
+TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
+BUDGET = 12
+
+
+def _files_of(hub: SimHub, repo_id: str) -> dict[str, SimFile]:
+    repo = hub.world.models[repo_id]
+    assert repo.files is not None
+    return dict(repo.files)
+
+
+def _unaudited(store_path: Path, hub: SimHub) -> set[tuple[str, str]]:
+    """The oracle: every model of the tree at its current commit that has no audit at that commit."""
+    truth = hub.world.truth(TINY_ROOTS)
+    with Store.open(store_path, read_only=True) as store:
+        audited = {(r[0], r[1]) for r in store.query("SELECT repo_id, sha FROM audits")}
+    return {(repo_id, sha) for repo_id, sha in truth.shas.items()} - audited
+
+
+def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
+    tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = audit_world(tiny_assets, size=20)
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    store_path = tmp_path / "s.duckdb"
+    expected: list[set[tuple[str, str]]] = []
+    changes: list[dict[str, str]] = []
+    with SimHub(world) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        resolved = audit_config(
+            hub,
+            tiny_assets,
+            tmp_path / "cache",
+            **{
+                "store.path": store_path,
+                "crawl.roots": TINY_ROOTS,
+                "crawl.refresh_days": 0,  # every crawl lists again, so deletions are seen at once
+                "cycle.max_models": BUDGET,
+                "cycle.schedule": "*/2 * * * * *",  # every two seconds, seconds first
+            },
+        )
+        # Before the first cycle there is no store: all of the tree is new work.
+        expected.append({(r, s) for r, s in world.truth(TINY_ROOTS).shas.items()})
+
+        def change_the_world(result: CycleResult) -> None:
+            waiting = [p.repo_id for p in result.plan if not p.chosen]
+            if result.cycle_id == 1:
+                # New derivative, a re-push of an audited model, and a deletion of one still waiting.
+                new = "community/llama-new-sft"
+                world.add_model(
+                    new,
+                    declared=["meta-llama/Llama-3.1-8B-Instruct"],
+                    relation="finetune",
+                    family="llama",
+                    files=_files_of(hub, "planted/llama-benign-sft"),
+                    license="apache-2.0",
+                )
+                repushed = next(o.repo_id for o in result.outcomes if o.repo_id.startswith("planted/"))
+                world.repush(repushed)
+                deleted = waiting[0]
+                world.delete(deleted)
+                changes.append({"new": new, "repushed": repushed, "deleted": deleted})
+            elif result.cycle_id == 2:
+                new = "community/gemma-new-lora"
+                world.add_model(
+                    new,
+                    declared=["google/gemma-2-2b-it"],
+                    relation="adapter",
+                    family="gemma",
+                    files=_files_of(hub, "planted/gemma-lora"),
+                    license="apache-2.0",
+                    library_name="peft",
+                )
+                repushed = "planted/llama-benign-sft"
+                world.repush(repushed)
+                deleted = "planted/llama-near-copy"  # audited by now: it leaves the tree
+                world.delete(deleted)
+                changes.append({"new": new, "repushed": repushed, "deleted": deleted})
+            if result.cycle_id < 3:
+                expected.append(_unaudited(store_path, hub))
+
+        run = run_daemon(resolved, cycles=3, after_cycle=change_the_world)
+
+        truth = world.truth(TINY_ROOTS)
+    assert not run.failures and [c.cycle_id for c in run.cycles] == [1, 2, 3]
+    audited = [{(o.repo_id, o.sha) for o in c.outcomes} for c in run.cycles]
+    # Cycle 1 had more than its budget: it took the first BUDGET, parents first.
+    assert len(expected[0]) > BUDGET
+    assert len(audited[0]) == BUDGET and audited[0] <= expected[0]
+    assert run.cycles[0].stopped_by == "max_models"
+    assert all(p.reason == "root or parent" for p in run.cycles[0].plan[:3])
+    # Cycles 2 and 3: exactly what was left plus what changed, and nothing else.
+    assert audited[1] == expected[1] and audited[2] == expected[2]
+    names = [{r for r, _ in a} for a in audited]
+    assert changes[0]["new"] in names[1] and changes[0]["repushed"] in names[1]
+    assert changes[0]["deleted"] not in set().union(*names)
+    assert changes[1]["new"] in names[2] and changes[1]["repushed"] in names[2]
+    # The store ends with the truth, and holds each audit once.
+    nodes, edges, shas = stored_lineage(store_path)
+    assert nodes == set(truth.nodes) and edges == set(truth.edges) and shas == dict(truth.shas)
+    with Store.open(store_path, read_only=True) as store:
+        assert store.query("SELECT repo_id, sha, count(*) FROM audits GROUP BY ALL HAVING count(*) > 1") == []
+        assert store.query("SELECT status, count(*) FROM cycles GROUP BY ALL") == [("done", 3)]
+        new_audit = store.query("SELECT status, n_completions FROM audits WHERE repo_id = ?", [changes[0]["new"]])
+    assert new_audit == [("done", 200)]
+
+
+def test_sigterm_stops_the_daemon_within_a_batch_and_the_next_cycle_finishes_the_audit(
+    tiny_assets: Any, tmp_path: Path
+) -> None:
+    world = audit_world(tiny_assets, size=20)
+    store_path = tmp_path / "s.duckdb"
+    with SimHub(world) as hub:
+        env = {
+            **os.environ,
+            "HF_ENDPOINT": hub.url,
+            "HF_TOKEN": ACCEPTED_TOKEN,
+            "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
+            "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
+            "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
+            "AUDITOR_STORE_PATH": str(store_path),
+            "AUDITOR_CRAWL_ROOTS": "meta-llama/Llama-3.1-8B-Instruct",
+            "AUDITOR_AUDIT_BATCH_SIZE": "4",
+        }
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "auditor", "schedule", "--cron", "*/2 * * * * *"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # Wait, reading the store as the daemon writes it, until an audit has stored batches.
+            deadline = time.monotonic() + 120
+            running = None
+            while running is None and time.monotonic() < deadline:
+                assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+                if store_path.exists():
+                    with Store.open(store_path, read_only=True, busy_timeout_s=10) as store:
+                        rows = store.query(
+                            "SELECT a.audit_id FROM audits a WHERE a.status = 'running'"
+                            " AND (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) > 0"
+                        )
+                    running = rows[0][0] if rows else None
+                time.sleep(0.1)
+            assert running is not None, "no audit started"
+            stopping = time.monotonic()
+            daemon.send_signal(signal.SIGTERM)
+            _, stderr = daemon.communicate(timeout=60)
+            stop_s = time.monotonic() - stopping
+        finally:
+            daemon.kill()
+        assert daemon.returncode == 0, stderr
+        assert "SIGTERM: stopping after the current batch" in stderr and "scheduler stopped after 1 cycles" in stderr
+        assert stop_s < 15
+        with Store.open(store_path, read_only=True) as store:
+            status, error = store.query("SELECT status, error FROM cycles")[0]
+            left = store.query(
+                "SELECT status, (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) FROM audits a"
+                " WHERE audit_id = ?",
+                [running],
+            )[0]
+        assert status == "stopped" and "stopped during the audits" in error
+        assert left[0] == "running" and 0 < left[1] < 200  # stopped within a batch or two, resumable
+
+        finished = subprocess.run(
+            [sys.executable, "-m", "auditor", "run", "--format", "json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert finished.returncode == 0, finished.stderr
+    with Store.open(store_path, read_only=True) as store:
+        assert store.query("SELECT status, n_completions FROM audits WHERE audit_id = ?", [running]) == [("done", 200)]
+        assert store.query("SELECT repo_id, sha, count(*) FROM audits GROUP BY ALL HAVING count(*) > 1") == []
+        assert store.query("SELECT count(*) FROM completions WHERE audit_id = ?", [running]) == [(200,)]
