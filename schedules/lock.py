@@ -109,7 +109,13 @@ def holder(path: Path) -> dict[str, Any] | None:
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
-            return _read(handle.read())
+            for _ in range(5):  # the holder may be rewriting the file this very instant
+                handle.seek(0)
+                info = _read(handle.read())
+                if info:
+                    return info
+                time.sleep(0.01)
+            return {"pid": None}
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         return None
 
