@@ -379,14 +379,21 @@ def report_drift(
     from datetime import timezone
 
     from auditor.config import load_config
-    from auditor.drift import DriftFilters, drift_rows, not_compared, refresh_drift
+    from auditor.drift import DriftFilters, drift_is_current, drift_rows, not_compared, refresh_drift
     from auditor.store import Store
     from reports.drift import render_drift
 
     resolved = load_config(config_path, flags={"store.path": store_path})
     threshold = resolved.config.scoring.threshold
-    with Store.open_configured(resolved.config.store) as opened:
-        refresh_drift(opened, threshold=threshold)
+    settings = resolved.config.store
+    # Audits store their comparisons as they finish, so a report is normally a reader (and runs
+    # while a cycle writes). Only pairs never computed at this threshold need a short write first.
+    with Store.open_configured(settings, read_only=True) as opened:
+        current = drift_is_current(opened, threshold=threshold)
+    if not current:
+        with Store.open(settings.path, busy_timeout_s=settings.read_wait_s) as writer:
+            refresh_drift(writer, threshold=threshold)
+    with Store.open_configured(settings, read_only=True) as opened:
         rows = drift_rows(
             opened,
             threshold=threshold,

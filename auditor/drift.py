@@ -80,26 +80,7 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
     Scores are read once into a matrix per battery (audits x prompts) and every pair is counted
     and tested at once with numpy: thousands of pairs take about a second.
     """
-    settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
-    pending = store.query(
-        f"""
-        WITH latest AS (SELECT * FROM latest_audits),
-        related AS (
-            SELECT child, parent FROM lineage WHERE child <> parent
-            UNION
-            SELECT c.descendant, c.ancestor FROM lineage_closure c JOIN models m ON m.repo_id = c.ancestor
-            WHERE m.is_root AND c.distance > 1
-        )
-        SELECT c.audit_id, p.audit_id, c.battery_id
-        FROM related r
-        JOIN latest c ON c.repo_id = r.child
-        JOIN latest p ON p.repo_id = r.parent AND {settings}
-        WHERE NOT EXISTS (SELECT 1 FROM drift_pairs d WHERE d.child_audit = c.audit_id
-                          AND d.parent_audit = p.audit_id AND d.threshold = ?)
-        ORDER BY 1, 2
-        """,
-        [threshold],
-    )
+    pending = _pending_pairs(store, threshold)
     if not pending:
         return 0
     child_ids = np.array([r[0] for r in pending], dtype=np.int64)
@@ -138,6 +119,35 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
             " bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING"
         )
     return len(pending)
+
+
+def drift_is_current(store: Store, *, threshold: float = 0.5) -> bool:
+    """Whether every comparable pair of audits has its statistics stored at `threshold`."""
+    return not _pending_pairs(store, threshold)
+
+
+def _pending_pairs(store: Store, threshold: float) -> list[tuple[Any, ...]]:
+    settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
+    rows = store.query(
+        f"""
+        WITH latest AS (SELECT * FROM latest_audits),
+        related AS (
+            SELECT child, parent FROM lineage WHERE child <> parent
+            UNION
+            SELECT c.descendant, c.ancestor FROM lineage_closure c JOIN models m ON m.repo_id = c.ancestor
+            WHERE m.is_root AND c.distance > 1
+        )
+        SELECT c.audit_id, p.audit_id, c.battery_id
+        FROM related r
+        JOIN latest c ON c.repo_id = r.child
+        JOIN latest p ON p.repo_id = r.parent AND {settings}
+        WHERE NOT EXISTS (SELECT 1 FROM drift_pairs d WHERE d.child_audit = c.audit_id
+                          AND d.parent_audit = p.audit_id AND d.threshold = ?)
+        ORDER BY 1, 2
+        """,
+        [threshold],
+    )
+    return rows
 
 
 def _score_matrix(store: Store, audit_ids: list[int], threshold: float) -> tuple[Any, Any, dict[int, int]]:

@@ -100,13 +100,13 @@ def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_r
         while third.poll() is None and not (holder(lock) or {}).get("cycle_id"):
             time.sleep(0.05)
         reports: list[subprocess.CompletedProcess[str]] = []
+        during: list[str] = []  # the reports that began and ended while the cycle held its lock
         while third.poll() is None:
-            reports.append(
-                subprocess.run(_auditor("status", "--format", "json"), env=env, capture_output=True, text=True)
-            )
-            reports.append(
-                subprocess.run(_auditor("report", "drift", "--format", "json"), env=env, capture_output=True, text=True)
-            )
+            for command in (("status", "--format", "json"), ("report", "drift", "--format", "json")):
+                before = holder(lock)
+                reports.append(subprocess.run(_auditor(*command), env=env, capture_output=True, text=True))
+                if before and holder(lock) and third.poll() is None:
+                    during.append(command[0])
         out, err = third.communicate()
         truth = world.truth(TINY_ROOTS)
     assert third.returncode == 0, err
@@ -115,8 +115,11 @@ def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_r
 
     # Every report succeeded, and some of them ran while the cycle held the store.
     assert reports and all(r.returncode == 0 for r in reports), [r.stderr for r in reports if r.returncode]
+    assert {"status", "report"} <= set(during), during
     statuses = [json.loads(r.stdout) for r in reports if r.args[3] == "status"]
     assert any(s["running"] and s["running"]["cycle_id"] == 3 for s in statuses)
+    drifts = [json.loads(r.stdout) for r in reports if r.args[3] == "report"]
+    assert drifts and all(isinstance(d, list) for d in drifts)
 
     with Store.open(store_path, read_only=True) as store:
         cycles = store.query("SELECT cycle_id, status, error, took_over FROM cycles ORDER BY 1")
