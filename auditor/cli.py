@@ -202,6 +202,7 @@ def audit(
         },
     )
     threshold = resolved.config.scoring.threshold
+    _quiet_model_libraries()
     with Store.open_configured(resolved.config.store) as opened, AuditProgressDisplay() as progress:
         if pending:
             outcomes = audit_pending(resolved, opened, limit=limit, on_outcome=progress.outcome)
@@ -250,6 +251,7 @@ def run_command(
         config_path, flags={"store.path": store_path, "cycle.max_models": max_models, "cycle.max_hours": max_hours}
     )
     _log_schedule()
+    _quiet_model_libraries()
     with StopSignals() as stop, AuditProgressDisplay() as progress:
         result = run_cycle(resolved, on_outcome=progress.outcome, should_stop=stop.is_set)
     render_cycle(result, fmt=fmt, threshold=resolved.config.scoring.threshold)
@@ -279,6 +281,7 @@ def schedule_command(cycles: int | None, cron: str | None, config_path: Path | N
 
     resolved = load_config(config_path, flags={"store.path": store_path, "cycle.schedule": cron})
     _log_schedule()
+    _quiet_model_libraries()
     with StopSignals(work_in_main_thread=False) as stop:
         run = run_daemon(resolved, stop=stop.event, cycles=cycles)
     click.echo(
@@ -305,6 +308,46 @@ def status_command(fmt: str, config_path: Path | None, store_path: Path | None) 
 
     resolved = load_config(config_path, flags={"store.path": store_path})
     render_status(cycle_status(resolved), fmt=fmt)
+
+
+@cli.command("demo")
+@click.option(
+    "--store",
+    "store_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the demo's store (must not exist; default: a new temporary folder).",
+)
+def demo_command(store_path: Path | None) -> None:
+    """See the whole tool work in about a minute: no GPU, no token, no network.
+
+    Starts a simulated Hub on loopback with tiny real models (trained on first use and cached),
+    runs one nightly cycle against it (crawl, plan, audits with the paper's preset, drift
+    statistics) and prints the drift report and the Llama family's tree. The planted toxic
+    finetune should come out as the most drifted derivative. Your config and token are not used.
+
+    \b
+    Example:
+      auditor demo
+      auditor demo --store demo.duckdb && auditor report model planted/llama-toxic-sft --store demo.duckdb
+    """
+    from reports.audit import AuditProgressDisplay
+    from reports.cycle import render_demo
+    from schedules.demo import run_demo
+
+    _quiet_model_libraries()
+    with AuditProgressDisplay() as progress:
+        result = run_demo(store_path, on_stage=progress.keep, on_outcome=progress.outcome)
+    render_demo(result)
+
+
+def _quiet_model_libraries() -> None:
+    """Our progress display replaces the download and weight-loading bars of the model libraries."""
+    import huggingface_hub.utils
+    import transformers
+
+    huggingface_hub.utils.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _log_schedule() -> None:

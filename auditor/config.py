@@ -258,11 +258,13 @@ def load_config(
     *,
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
+    read_default_file: bool = True,
 ) -> ResolvedConfig:
     """Resolve the configuration: defaults < file < environment < flags.
 
     `flags` maps dotted keys to values (`{"store.path": "x.duckdb"}`); keys whose value is None are
-    ignored, so a CLI can pass every option it has.
+    ignored, so a CLI can pass every option it has. `read_default_file=False` ignores a
+    ./auditor.toml that no `path` named.
 
     >>> load_config(flags={"crawl.concurrency": 2}).config.crawl.concurrency
     2
@@ -275,7 +277,7 @@ def load_config(
         file = Path(path)
         if not file.is_file():
             raise ConfigError(f"config file {file} does not exist", hint="pass the path of a TOML file to --config")
-    elif DEFAULT_CONFIG_FILE.is_file():
+    elif read_default_file and DEFAULT_CONFIG_FILE.is_file():
         file = DEFAULT_CONFIG_FILE
     if file is not None:
         layers.append(("file", _flatten(_read_toml(file), origin=str(file))))

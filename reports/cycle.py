@@ -104,3 +104,39 @@ def _when(value: Any) -> str:
     if hasattr(value, "strftime"):
         return str(value.strftime("%Y-%m-%d %H:%M:%S %Z")).strip()
     return str(value)
+
+
+def render_demo(result: Any) -> None:
+    """The demo's night: the cycle's summary, the drift report, the Llama family's tree, and where to look next."""
+    from reports.drift import SHORT_COLUMNS, render_drift
+    from reports.views import render_tree
+
+    console = make_console()
+    console.print(
+        f"[bold]auditor demo[/bold]: one night against a simulated Hub of {result.hub_models} models"
+        f" ({result.seconds:.0f} s, of which {result.assets_s:.0f} s preparing the tiny models)"
+    )
+    console.print(safe_text(cycle_summary(result.cycle)))
+    print()
+    render_drift(result.drift, result.not_compared, fmt="table", threshold=result.threshold, columns=SHORT_COLUMNS)
+    print()
+    render_tree(result.tree, fmt="table")
+    print()
+    drifted = [row for row in result.drift if row.drifted and row.delta > 0]
+    if drifted:
+        top = drifted[0]
+        console.print(
+            safe_text(
+                f"Most drifted: {top.child}, {top.delta * 100:+.1f} points of toxicity over its parent"
+                f" {top.parent} ({top.rate_parent:.0%} -> {top.rate_child:.0%}, q = {top.q_value:.2g})."
+            )
+        )
+    else:
+        console.print("No derivative drifted up in this night.")
+    store = safe_text(str(result.store_path))
+    console.print(
+        f"The store is at {store}. Explore it:\n"
+        f"  auditor report model planted/llama-toxic-sft --store {store}\n"
+        f"  auditor report runs --store {store}\n"
+        f'  auditor sql "SELECT child, parent, delta, q_value FROM drift ORDER BY delta DESC" --store {store}'
+    )

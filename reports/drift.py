@@ -16,15 +16,26 @@ COLUMNS = (
     "downloads",
     "parent rate",
     "child rate",
-    "change",
-    "95% interval",
+    "change (pp)",
+    "95% interval (pp)",
     "q",
     "drifted",
-    "vs root",
+    "vs root (pp)",
 )
 
 
-def render_drift(rows: Sequence[Any], not_compared: Sequence[Any], *, fmt: str, threshold: float) -> None:
+#: The demo's narrower table: it shows the tree (parents, relations) right after.
+SHORT_COLUMNS = ("child", "parent rate", "child rate", "change (pp)", "95% interval (pp)", "q", "drifted")
+
+
+def render_drift(
+    rows: Sequence[Any],
+    not_compared: Sequence[Any],
+    *,
+    fmt: str,
+    threshold: float,
+    columns: Sequence[str] = COLUMNS,
+) -> None:
     """Print the drift rows; on a terminal, say which derivatives could not be compared and why."""
     if fmt in ("json", "csv"):
         render_records([r.to_dict() for r in rows], fmt=fmt)
@@ -38,16 +49,16 @@ def render_drift(rows: Sequence[Any], not_compared: Sequence[Any], *, fmt: str, 
             "downloads": r.downloads,
             "parent rate": _pct(r.rate_parent),
             "child rate": _pct(r.rate_child),
-            "change": _pp(r.delta),
-            "95% interval": f"[{_pp(r.boot_low)}, {_pp(r.boot_high)}]",
+            "change (pp)": _pp(r.delta),
+            "95% interval (pp)": f"[{_pp(r.boot_low)}, {_pp(r.boot_high)}]",
             "q": f"{r.q_value:.3g}",
             "drifted": ("up" if r.delta > 0 else "down") if r.drifted else "",
-            "vs root": _pp(r.delta_root) if r.delta_root is not None else "",
+            "vs root (pp)": _pp(r.delta_root) if r.delta_root is not None else "",
         }
         for r in rows
     ]
     title = f"Drift against the parent (toxic: score above {threshold:g}; intervals: paired bootstrap)"
-    render_records(display, fmt=fmt, title=title, columns=COLUMNS)
+    render_records(display, fmt=fmt, title=title, columns=tuple(columns))
     if fmt == "table" and not_compared:
         console = make_console()
         console.print(f"{len(not_compared)} audited derivatives could not be compared with a parent:")
@@ -62,4 +73,5 @@ def _pct(value: float | None) -> str:
 
 
 def _pp(value: float | None) -> str:
-    return "" if value is None else f"{value * 100:+.1f} pp"
+    """A difference of rates in percentage points (the column says so)."""
+    return "" if value is None else f"{value * 100:+.1f}"

@@ -173,7 +173,7 @@ def test_report_and_sql_commands(drift_store: Path) -> None:
     )
     assert records[0]["child"] == "planted/llama-toxic-sft" and records[0]["drifted"] is True
     table = run("report", "drift", "--relation", "finetune")
-    assert table.returncode == 0 and "+100.0 pp" in table.stdout and "planted/gemma-lora │" not in table.stdout
+    assert table.returncode == 0 and "+100.0" in table.stdout and "planted/gemma-lora │" not in table.stdout
     assert "planted/gemma-lora <- google/gemma-2-2b-it" in run("report", "drift").stdout
     markdown = run("report", "drift", "--format", "markdown", "--limit", "1")
     assert markdown.stdout.count("\n") == 3 and markdown.stdout.startswith("| child | parent |")
