@@ -18,7 +18,7 @@ def cycle_summary(result: Any) -> str:
     return (
         f"cycle {result.cycle_id} {result.status}: crawl found {totals.get('models_new', 0)} new and"
         f" {totals.get('models_changed', 0)} changed models; {len(result.outcomes)} audited"
-        + (f" ({failed} not done)" if failed else "")
+        + (f" ({failed} failed or skipped, each a row with its reason)" if failed else "")
         + f", {result.waiting} waiting"
         + (f" (stopped by {result.stopped_by})" if result.stopped_by else "")
         + f"; {result.seconds:.0f} s"
@@ -53,7 +53,7 @@ def render_status(status: Any, *, fmt: str = "table") -> None:
             f"last cycle    #{last['cycle_id']} {last['status']}{took}, started {_when(last['started_at'])}"
             + (f", {last['seconds']:.0f} s" if last.get("seconds") is not None else "")
             + (
-                f": {last['audited']} audited ({last['failed']} not done), {last['waiting']} waiting"
+                f": {last['audited']} audited ({last['failed']} failed or skipped), {last['waiting']} waiting"
                 if last.get("audited") is not None
                 else ""
             )

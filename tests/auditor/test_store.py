@@ -139,3 +139,27 @@ def test_a_reader_that_is_never_let_in_says_so(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> None:
+    import duckdb
+
+    from auditor.store.database import migrations
+
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    for migration in migrations()[:4]:
+        con.execute(migration.sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+    con.execute("INSERT INTO cycles (cycle_id, status, started_at, audited) VALUES (1, 'done', now(), 7)")
+    con.close()
+    with Store.open(path) as store:
+        assert store.version() == schema_version() >= 5
+        assert store.query("SELECT cycle_id, status, audited FROM cycles") == [(1, "done", 7)]
+        store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (2, 'stopped', now())")
+        with pytest.raises(Exception, match="CHECK"):
+            store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (3, 'paused', now())")

@@ -12,6 +12,7 @@ from auditor.simhub import SimHub
 from auditor.store import Store
 from schedules.cycle import run_cycle
 from schedules.lock import CycleBusyError, CycleLock
+from schedules.status import cycle_status
 from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
 
 
@@ -29,6 +30,7 @@ def test_a_cycle_audits_parents_first_within_its_budget_and_the_next_goes_on(
         second = run_cycle(resolved)
         with CycleLock(tmp_path / "s.duckdb.lock"), pytest.raises(CycleBusyError):
             run_cycle(resolved)
+        status = cycle_status(resolved)
     assert len(first.outcomes) == 4 and first.stopped_by == "max_models" and first.waiting > 0
     assert [p.reason for p in first.plan[:4]] == ["root or parent"] * 4
     audited_first = {o.repo_id for o in first.outcomes}
@@ -40,3 +42,10 @@ def test_a_cycle_audits_parents_first_within_its_budget_and_the_next_goes_on(
         plan = store.query("SELECT count(*) FILTER (WHERE chosen), count(audit_id) FROM cycle_plan WHERE cycle_id = 1")
         budget = json.loads(store.query("SELECT budget FROM cycles WHERE cycle_id = 1")[0][0])
     assert cycles == [(1, "done", 4), (2, "done", 4)] and plan == [(4, 4)] and budget["max_models"] == 4
+    # What `auditor status` shows: the last cycle, no daemon, the next 02:00 UTC, what waits.
+    assert status.last_cycle is not None and status.last_cycle["cycle_id"] == 2
+    assert status.last_cycle["status"] == "done" and status.last_cycle["stopped_by"] == "max_models"
+    assert status.running is None and status.daemon is None
+    assert status.next_run is not None and (status.next_run.hour, status.next_run.minute) == (2, 0)
+    assert status.waiting_total == second.waiting and status.waiting[0]["why"] == "beyond the night's max_models"
+    assert [w["repo_id"] for w in status.waiting] == [p.repo_id for p in second.plan[4:]][: len(status.waiting)]

@@ -18,6 +18,7 @@ from auditor.simhub.world import SimFile
 from auditor.store import Store
 from schedules.cycle import CycleResult
 from schedules.daemon import run_daemon
+from schedules.status import CycleStatus, cycle_status
 from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
@@ -45,6 +46,7 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
     monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
     store_path = tmp_path / "s.duckdb"
     expected: list[set[tuple[str, str]]] = []
+    statuses: list[CycleStatus] = []
     changes: list[dict[str, str]] = []
     with SimHub(world) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
@@ -64,6 +66,7 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
         expected.append({(r, s) for r, s in world.truth(TINY_ROOTS).shas.items()})
 
         def change_the_world(result: CycleResult) -> None:
+            statuses.append(cycle_status(resolved))
             waiting = [p.repo_id for p in result.plan if not p.chosen]
             if result.cycle_id == 1:
                 # New derivative, a re-push of an audited model, and a deletion of one still waiting.
@@ -124,6 +127,10 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
         assert store.query("SELECT status, count(*) FROM cycles GROUP BY ALL") == [("done", 3)]
         new_audit = store.query("SELECT status, n_completions FROM audits WHERE repo_id = ?", [changes[0]["new"]])
     assert new_audit == [("done", 200)]
+    # `auditor status` while the daemon ran: its schedule, and its next fire a few seconds away.
+    daemon = statuses[0].daemon
+    assert daemon is not None and daemon["schedule"] == "*/2 * * * * *" and daemon["pid"] == os.getpid()
+    assert statuses[0].next_source == "daemon" and statuses[0].last_cycle["cycle_id"] == 1  # type: ignore[index]
 
 
 def test_sigterm_stops_the_daemon_within_a_batch_and_the_next_cycle_finishes_the_audit(
