@@ -21,7 +21,7 @@ from typing import Any
 
 from auditor.battery import Battery, battery_spec, build_battery, read_prompt_rows
 from auditor.config import ResolvedConfig
-from auditor.errors import ModelError, StopRequested
+from auditor.errors import ModelError, StopRequested, StoreError
 from auditor.hubfiles import download, list_repo_files
 from auditor.presets import get_preset
 from auditor.scoring import Scorer, load_scorer
@@ -92,8 +92,9 @@ def audit_model(
 ) -> AuditOutcome:
     """Audit `repo_id` at `revision` (default: its current commit) and store every row.
 
-    `should_stop` is polled after each stored batch: when it returns True the audit stops with
-    `StopRequested`, its row left `running` with every batch so far, for the next run to finish.
+    `should_stop` is polled after the download and after each stored batch but the last: when it
+    returns True the audit stops with `StopRequested`, its row (if it has one yet) left `running`
+    with every batch so far, for the next run to finish.
 
     >>> outcome = audit_model(load_config(), store, "acme/llama-finetune")      # doctest: +SKIP
     >>> outcome.status, outcome.rate
@@ -191,6 +192,8 @@ def audit_model(
             assert fetched.base_repo is not None
             base = fetch_model(fetched.base_repo, audits.model_sha(fetched.base_repo), settings, endpoint=endpoint)
         timings["download_s"] = time.monotonic() - t
+        if should_stop is not None and should_stop():  # after a long download, before a long load
+            raise StopRequested(f"the audit of {repo_id} was asked to stop before loading; the next run does it")
         downloaded[0] = fetched.download_bytes + (base.download_bytes if base else 0)
         base_sha = base.sha if base else None
         # An adapter's numbers depend on its base too: a stored result stands only for the same base.
@@ -249,7 +252,7 @@ def audit_model(
             )
             counter["done"] += len(generations)
             _report(progress, repo_id, int(counter["done"]), len(battery.prompts), "generating")
-            if should_stop is not None and should_stop():
+            if should_stop is not None and should_stop() and counter["done"] < len(battery.prompts):
                 raise StopRequested(f"the audit of {repo_id} was asked to stop; the next run finishes it")
             last[0] = time.monotonic()
 
@@ -269,6 +272,8 @@ def audit_model(
         audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
         audits.finish(audit_id, err.status, reason=_reason(err), timings=timings, reason_code=err.code)
         result = outcome(audit_id, sha, err.status, _reason(err), resumed=resumed)
+    except StoreError:
+        raise  # the store, not the model: the audit stays `running`, resumable once the store is back
     except Exception as err:  # a bug or an unforeseen library error: one model never stops the run
         log.warning("audit of %s failed: %s", repo_id, strip_control(f"{type(err).__name__}: {err}"))
         log.debug("traceback of the failed audit of %s", repo_id, exc_info=True)

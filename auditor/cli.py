@@ -319,7 +319,7 @@ def status_command(fmt: str, config_path: Path | None, store_path: Path | None) 
     help="Where to write the demo's store (must not exist; default: a new temporary folder).",
 )
 def demo_command(store_path: Path | None) -> None:
-    """See the whole tool work in about a minute: no GPU, no token, no network.
+    """See the whole tool work in well under a minute: no GPU, no token, no network.
 
     Starts a simulated Hub on loopback with tiny real models (trained on first use and cached),
     runs one nightly cycle against it (crawl, plan, audits with the paper's preset, drift
@@ -434,8 +434,17 @@ def report_drift(
     with Store.open_configured(settings, read_only=True) as opened:
         current = drift_is_current(opened, threshold=threshold)
     if not current:
-        with Store.open(settings.path, busy_timeout_s=settings.read_wait_s) as writer:
-            refresh_drift(writer, threshold=threshold)
+        from auditor.errors import StoreBusyError
+
+        try:
+            with Store.open(settings.path, busy_timeout_s=min(settings.read_wait_s, 2.0)) as writer:
+                refresh_drift(writer, threshold=threshold)
+        except StoreBusyError:
+            click.echo(
+                f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
+                " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
+                err=True,
+            )
     with Store.open_configured(settings, read_only=True) as opened:
         rows = drift_rows(
             opened,

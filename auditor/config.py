@@ -202,7 +202,7 @@ class CycleSettings(_Section):
     timezone: str = "UTC"
     #: A cycle that could not start on time (the machine slept, the daemon was busy) still starts
     #: if it is at most this late; missed cycles are run once, not once per miss.
-    misfire_grace_s: float = Field(default=3600.0, gt=0)
+    misfire_grace_s: float = Field(default=3600.0, ge=1)
 
     @field_validator("schedule")
     @classmethod

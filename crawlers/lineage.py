@@ -287,6 +287,7 @@ class _Crawl:
                     break
                 feed[snapshot.repo_id] = snapshot
             self._report()
+            self._check_stop()
             if stop:
                 break
         if newest is not None:
@@ -387,13 +388,16 @@ class _Crawl:
                             tasks.append(new_task)
                     self._flush()
                     self._report(pending=len(tasks) + len(in_flight))
-                    if self.options.should_stop is not None and self.options.should_stop():
-                        raise StopRequested("the crawl was asked to stop; the next crawl resumes it")
+                    self._check_stop()
             finished = True
         finally:
             # On an error or Ctrl-C, do not wait for requests still in flight: what they would
             # bring is listed again by the resumed crawl.
             pool.shutdown(wait=finished, cancel_futures=True)
+
+    def _check_stop(self) -> None:
+        if self.options.should_stop is not None and self.options.should_stop():
+            raise StopRequested("the crawl was asked to stop; the next crawl resumes it")
 
     def _list_children(self, task: _Task) -> list[dict[str, Any]]:
         children: list[dict[str, Any]] = []

@@ -81,7 +81,7 @@ def render_status(status: Any, *, fmt: str = "table") -> None:
         console.print("daemon        not running (start it with `auditor schedule`, or run cycles from cron)")
     if status.next_run is not None:
         console.print(safe_text(f"next cycle    {_when(status.next_run)} ({status.next_source})"))
-    console.print(f"waiting       {status.waiting_total} models pending an audit")
+    console.print(f"waiting       {status.waiting_total} models the newest plan has not reached")
     if status.interrupted:
         console.print(
             f"interrupted   {len(status.interrupted)} audits left running by a stopped or killed process;"

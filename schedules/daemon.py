@@ -109,7 +109,7 @@ def run_daemon(
     with CycleLock(daemon_lock_path(store_path), what="scheduler daemon") as lock:
         scheduler = BackgroundScheduler(
             timezone=settings.timezone,
-            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": int(settings.misfire_grace_s)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": round(settings.misfire_grace_s)},
         )
         job = scheduler.add_job(cycle_job, trigger, id="cycle", name="nightly cycle")
         scheduler.add_listener(missed, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)

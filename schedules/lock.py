@@ -50,7 +50,7 @@ class CycleLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+", encoding="utf-8")
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _lock_exclusive(handle.fileno())
         except BlockingIOError:
             handle.seek(0)
             holder = _read(handle.read())
@@ -97,6 +97,20 @@ class CycleLock:
         fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
         handle.close()
         self._handle = None
+
+
+def _lock_exclusive(fd: int) -> None:
+    """Take the lock, or raise BlockingIOError. `holder` (`auditor status`) takes a shared lock on
+    it for an instant to see whether it is held: a short retry keeps that from turning a cycle away."""
+    deadline = time.monotonic() + 0.5
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def holder(path: Path) -> dict[str, Any] | None:

@@ -31,8 +31,8 @@ class CycleStatus:
     daemon: dict[str, Any] | None  # the daemon lock's holder, when a daemon runs
     next_run: datetime | None
     next_source: str  # "daemon" or "schedule (no daemon running)"
-    waiting_total: int
-    waiting: list[dict[str, Any]]  # the first SHOWN the last cycle's plan did not reach, in its order
+    waiting_total: int  # models the newest plan has not reached (the next plan adds what the crawl finds)
+    waiting: list[dict[str, Any]]  # the first SHOWN of them, in the plan's order
     interrupted: list[dict[str, Any]]  # audits left running by a killed or stopped process
 
 
@@ -56,42 +56,59 @@ def cycle_status(resolved: ResolvedConfig) -> CycleStatus:
             when = None
         source = f"schedule {config.cycle.schedule!r} {config.cycle.timezone}; no daemon running"
 
+    if not store_path.exists():  # a daemon whose first cycle has not run yet
+        return CycleStatus(None, running, daemon, when, source, 0, [], [])
     with Store.open_configured(config.store, read_only=True) as store:
         rows = store.query_dicts("SELECT * FROM cycles ORDER BY cycle_id DESC LIMIT 1")
-        last = _cycle_row(rows[0]) if rows else None
+        last = _cycle_row(rows[0], live=running is not None) if rows else None
+        live_since = last["started_at"] if last and last["status"] == "running" else None
+        # Audits left `running` by a process that died or was stopped; not the live cycle's own.
         interrupted = store.query_dicts(
             "SELECT audit_id, repo_id, sha, started_at,"
             " (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) AS n_completions"
-            " FROM audits a WHERE status = 'running' ORDER BY audit_id"
+            " FROM audits a WHERE status = 'running' AND ($since IS NULL OR started_at < $since)"
+            " ORDER BY audit_id",
+            {"since": live_since},
         )
-        # What the last plan did not reach, in the order it would have taken them.
+        # What the newest plan has not reached yet, in the order it takes them.
+        planned = store.query("SELECT max(cycle_id) FROM cycle_plan")[0][0]
         left = (
             store.query_dicts(
                 "SELECT repo_id, sha, reason, chosen FROM cycle_plan WHERE cycle_id = ? AND audit_id IS NULL"
                 " ORDER BY position",
-                [last["cycle_id"]],
+                [planned],
             )
-            if last
+            if planned is not None
             else []
         )
+    in_progress = live_since is not None and last is not None and planned == last["cycle_id"]
     waiting = [
         {
             "repo_id": p["repo_id"],
             "sha": p["sha"],
             "reason": p["reason"],
-            "why": "the cycle stopped before it" if p["chosen"] else "beyond the night's max_models",
+            "why": (
+                "beyond the night's max_models"
+                if not p["chosen"]
+                else "queued in the running cycle"
+                if in_progress
+                else "the cycle stopped before it"
+            ),
         }
         for p in left[:SHOWN]
     ]
     return CycleStatus(last, running, daemon, when, source, len(left), waiting, interrupted)
 
 
-def _cycle_row(row: dict[str, Any]) -> dict[str, Any]:
+def _cycle_row(row: dict[str, Any], *, live: bool) -> dict[str, Any]:
     summary = json.loads(row["summary"]) if row.get("summary") else {}
     finished = row.get("finished_at")
+    status = row["status"]
+    if status == "running" and not live:
+        status = "killed"  # nobody holds the cycle lock: it died; the next cycle takes over
     return {
         "cycle_id": row["cycle_id"],
-        "status": row["status"],
+        "status": status,
         "started_at": row["started_at"],
         "finished_at": finished,
         "seconds": (finished - row["started_at"]).total_seconds() if finished else None,

@@ -3,19 +3,20 @@
 `[cycle] schedule` is a crontab expression (`minute hour day month weekday`), or six fields with
 seconds first (`*/5 * * * * *`, for tests and demos). Weekday numbers follow crontab, where 0 and
 7 are Sunday; APScheduler 3 counts from Monday, so numbers are turned into names before it sees
-them. `[cycle] timezone` says which clock the fields are read on (UTC by default).
+them. `[cycle] timezone` says which clock the fields are read on (UTC by default). Cron runs a line
+whose day of month and weekday are both restricted when either matches, APScheduler only when both
+do; such a schedule is refused rather than run differently from what its author expects.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
 
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 def parse_schedule(expr: str, tz: str = "UTC") -> CronTrigger:
@@ -35,6 +36,11 @@ def parse_schedule(expr: str, tz: str = "UTC") -> CronTrigger:
             " or six (second first), as in '0 2 * * *'"
         )
     second, minute, hour, day, month, weekday = fields
+    if day not in ("*", "?") and weekday not in ("*", "?"):
+        raise ValueError(
+            f"schedule {expr!r} restricts both the day of the month and the weekday; cron runs when either"
+            " matches, APScheduler only when both do, so give one of them as '*'"
+        )
     try:
         return CronTrigger(
             second=second,
@@ -57,17 +63,39 @@ def next_run(expr: str, tz: str = "UTC", *, after: datetime | None = None) -> da
 
 
 def _crontab_weekdays(field: str) -> str:
-    """`1-5` -> `mon-fri`, `0,6` -> `sun,sat`, `*/2` unchanged: crontab numbering, made explicit."""
-    parts = []
-    for part in field.split(","):
-        head, slash, step = part.partition("/")
-        head = re.sub(r"\d+", lambda m: _day_name(m.group()), head)
-        parts.append(head + slash + step)
-    return ",".join(parts)
+    """The weekday field, crontab's way (0 and 7 are Sunday; ranges, steps, lists, names), as the
+    explicit list of day names APScheduler reads the same way: `1-5` -> `mon,tue,wed,thu,fri`."""
+    if field in ("*", "?"):
+        return "*"
+    days: set[int] = set()
+    for part in field.lower().split(","):
+        head, slash, step_text = part.partition("/")
+        if slash and not step_text.isdigit():
+            raise ValueError(f"weekday step {step_text!r} is not a number")
+        step = int(step_text) if slash else 1
+        if step < 1:
+            raise ValueError("a weekday step must be at least 1")
+        if head == "*":
+            first, last = 0, 6
+        else:
+            low, dash, high = head.partition("-")
+            first = _day_number(low)
+            last = _day_number(high) if dash else (6 if slash else first)
+            if dash and last == 0 and high.strip() in ("0", "sun"):
+                last = 7  # `5-0` is not a range; `5-7` (Friday to Sunday) is
+            if last < first:
+                raise ValueError(f"weekday range {head!r} runs backwards")
+        days.update(day % 7 for day in range(first, last + 1, step))
+    return ",".join(_DAY_NAMES[day] for day in sorted(days))
 
 
-def _day_name(number: str) -> str:
-    value = int(number)
-    if value > 7:
-        raise ValueError(f"weekday {value} is out of range (0-7, where 0 and 7 are Sunday)")
-    return _DAY_NAMES[value]
+def _day_number(text: str) -> int:
+    text = text.strip()
+    if text.isdigit():
+        value = int(text)
+        if value > 7:
+            raise ValueError(f"weekday {value} is out of range (0-7, where 0 and 7 are Sunday)")
+        return value
+    if text[:3] in _DAY_NAMES and len(text) >= 3:
+        return _DAY_NAMES.index(text[:3])
+    raise ValueError(f"{text!r} is not a weekday (0-7 or sun-sat)")

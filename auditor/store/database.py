@@ -20,6 +20,7 @@ Code outside this package reaches the connection only inside `Store.session()` o
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import re
 import threading
@@ -37,6 +38,8 @@ from auditor.errors import StoreBusyError, StoreError, StoreVersionError
 
 if TYPE_CHECKING:
     from auditor.config import StoreSettings
+
+log = logging.getLogger("auditor.store")
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
@@ -322,6 +325,7 @@ def _connect(path: Path, *, read_only: bool, busy_timeout_s: float) -> duckdb.Du
     deadline = time.monotonic() + busy_timeout_s
     delay = 0.02
     waiting: int | None = None  # a reader's signal: an fd holding a shared lock on `<store>.readers`
+    told = False
     if not read_only:
         _defer_to_readers(path, deadline)
     try:
@@ -345,9 +349,21 @@ def _connect(path: Path, *, read_only: bool, busy_timeout_s: float) -> duckdb.Du
                     ) from None
                 if read_only and waiting is None:
                     waiting = _signal_waiting(path)
+                if not read_only and not told and time.monotonic() > deadline - busy_timeout_s + 3:
+                    told = True
+                    log.warning(
+                        "store %s is busy (a reader, or another writer, has it open); waiting up to %g s",
+                        path,
+                        busy_timeout_s,
+                    )
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1 if read_only else 0.5)
             except duckdb.Error as err:
+                if "different configuration" in str(err):
+                    raise StoreError(
+                        f"this process already has store {path} open " + ("for writing" if read_only else "read-only"),
+                        hint="use the Store this process already has open",
+                    ) from None
                 raise StoreError(
                     f"cannot open store {path}: {err}", hint="check that the file is an auditor DuckDB store"
                 ) from None

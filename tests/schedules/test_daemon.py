@@ -3,6 +3,7 @@ changes between cycles, and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -107,6 +108,7 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
 
         truth = world.truth(TINY_ROOTS)
     assert not run.failures and [c.cycle_id for c in run.cycles] == [1, 2, 3]
+    assert run.skipped >= 1  # fires every 2 s; the first cycle takes longer: skipped, never overlapped
     audited = [{(o.repo_id, o.sha) for o in c.outcomes} for c in run.cycles]
     # Cycle 1 had more than its budget: it took the first BUDGET, parents first.
     assert len(expected[0]) > BUDGET
@@ -125,6 +127,8 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
     with Store.open(store_path, read_only=True) as store:
         assert store.query("SELECT repo_id, sha, count(*) FROM audits GROUP BY ALL HAVING count(*) > 1") == []
         assert store.query("SELECT status, count(*) FROM cycles GROUP BY ALL") == [("done", 3)]
+        times = store.query("SELECT started_at, finished_at FROM cycles ORDER BY cycle_id")
+        assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(times))
         new_audit = store.query("SELECT status, n_completions FROM audits WHERE repo_id = ?", [changes[0]["new"]])
     assert new_audit == [("done", 200)]
     # `auditor status` while the daemon ran: its schedule, and its next fire a few seconds away.
