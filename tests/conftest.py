@@ -133,3 +133,16 @@ def audit_config(hub: SimHub, tiny_assets: Any, cache_dir: Path, **flags: Any) -
     }
     base.update(flags)
     return load_config(flags=base)
+
+
+def audit_env(hub: SimHub, tiny_assets: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """Environment for an `auditor` process auditing against `hub` (store and cache in `tmp_path`)."""
+    return {
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": ACCEPTED_TOKEN,
+        "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
+        "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
+        "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
+        "AUDITOR_STORE_PATH": str(tmp_path / "s.duckdb"),
+        **extra,
+    }

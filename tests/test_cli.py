@@ -20,7 +20,7 @@ import pytest
 from auditor.cli import cli
 from auditor.simhub import SimHub, WorldSpec, build_world
 from auditor.simhub.process import simhub_process
-from tests.conftest import assert_matches_truth, stored_lineage
+from tests.conftest import assert_matches_truth, audit_env, stored_lineage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -209,26 +209,12 @@ def _no_auditor_toml_in_repo() -> None:
     assert not (ROOT / "auditor.toml").exists(), "a stray ./auditor.toml would change every CLI test"
 
 
-def _audit_env(hub: SimHub, tiny_assets: Any, tmp_path: Path, **extra: str) -> dict[str, str]:
-    from tests.conftest import ACCEPTED_TOKEN
-
-    return {
-        "HF_ENDPOINT": hub.url,
-        "HF_TOKEN": ACCEPTED_TOKEN,
-        "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
-        "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
-        "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
-        "AUDITOR_STORE_PATH": str(tmp_path / "s.duckdb"),
-        **extra,
-    }
-
-
 def test_audit_command_and_pending_audits(tiny_assets: Any, tmp_path: Path) -> None:
     from tests.conftest import audit_world
 
     world = audit_world(tiny_assets, size=20)
     with SimHub(world) as hub:
-        env = _audit_env(hub, tiny_assets, tmp_path)
+        env = audit_env(hub, tiny_assets, tmp_path)
         one = _run("audit", "planted/llama-toxic-sft", "--format", "json", env=env)
         assert one.returncode == 0, one.stderr
         [toxic] = json.loads(one.stdout)
@@ -251,7 +237,7 @@ def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_pat
 
     world = audit_world(tiny_assets, size=20)
     with SimHub(world) as hub:
-        env = {**os.environ, "NO_COLOR": "1", **_audit_env(hub, tiny_assets, tmp_path, AUDITOR_AUDIT_BATCH_SIZE="8")}
+        env = {**os.environ, "NO_COLOR": "1", **audit_env(hub, tiny_assets, tmp_path, AUDITOR_AUDIT_BATCH_SIZE="8")}
         process = subprocess.Popen(
             [sys.executable, "-m", "auditor", "audit", "planted/llama-toxic-sft"],
             env=env,
@@ -274,7 +260,7 @@ def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_pat
         assert status == "running" and 24 <= kept < 200  # nothing that looks complete
 
         finished = _run(
-            "audit", "planted/llama-toxic-sft", "--format", "json", env=_audit_env(hub, tiny_assets, tmp_path)
+            "audit", "planted/llama-toxic-sft", "--format", "json", env=audit_env(hub, tiny_assets, tmp_path)
         )
     assert finished.returncode == 0, finished.stderr
     [outcome] = json.loads(finished.stdout)

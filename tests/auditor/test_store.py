@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,8 +50,10 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
         assert store.query("SELECT count(*) FROM model_changes")[0][0] == 0
 
 
-def test_a_store_held_by_another_writer_is_reported_busy(tmp_path: Path) -> None:
-    path = tmp_path / "s.duckdb"
+@contextmanager
+def _plain_duckdb_writer(path: Path) -> Iterator[None]:
+    """Another process holding the file open for writing the plain duckdb way (the duckdb CLI, a
+    notebook): it does not watch for readers."""
     Store.open(path).close()
     holder = subprocess.Popen(
         [
@@ -62,14 +66,20 @@ def test_a_store_held_by_another_writer_is_reported_busy(tmp_path: Path) -> None
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_store_held_by_another_writer_is_reported_busy(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with _plain_duckdb_writer(path):
         started = time.monotonic()
         with pytest.raises(StoreBusyError, match="busy") as caught:
             Store.open(path, busy_timeout_s=0.5)
         assert time.monotonic() - started >= 0.5
         assert "wait" in (caught.value.hint or "")
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_reader_is_let_in_while_another_process_writes_and_sees_only_whole_transactions(tmp_path: Path) -> None:
@@ -120,25 +130,10 @@ def test_a_reader_is_let_in_while_another_process_writes_and_sees_only_whole_tra
 
 def test_a_reader_that_is_never_let_in_says_so(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
-    Store.open(path).close()
-    # A plain duckdb writer (the duckdb CLI, a notebook) does not watch for readers.
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(30)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with _plain_duckdb_writer(path):
         with pytest.raises(StoreBusyError, match="did not let this reader in") as caught:
             Store.open(path, read_only=True, busy_timeout_s=0.5)
         assert "read_wait_s" in (caught.value.hint or "")
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from auditor.store import Store
 from schedules.cycle import CycleResult
 from schedules.daemon import run_daemon
 from schedules.status import CycleStatus, cycle_status
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world, stored_lineage
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_env, audit_world, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 BUDGET = 12
@@ -66,41 +66,37 @@ def test_the_daemon_runs_three_cycles_on_its_cron_auditing_exactly_the_new_work(
         # Before the first cycle there is no store: all of the tree is new work.
         expected.append({(r, s) for r, s in world.truth(TINY_ROOTS).shas.items()})
 
+        def change(new: str, like: str, *, repushed: str, deleted: str) -> None:
+            """Add `new` as a copy of `like` (same parent, relation and files), re-push one, delete one."""
+            model = world.models[like]
+            world.add_model(
+                new,
+                declared=model.declared,
+                relation=model.relation,
+                family=model.family,
+                files=_files_of(hub, like),
+                license="apache-2.0",
+                library_name=model.library_name,
+            )
+            world.repush(repushed)
+            world.delete(deleted)
+            changes.append({"new": new, "repushed": repushed, "deleted": deleted})
+
         def change_the_world(result: CycleResult) -> None:
             statuses.append(cycle_status(resolved))
             waiting = [p.repo_id for p in result.plan if not p.chosen]
             if result.cycle_id == 1:
                 # New derivative, a re-push of an audited model, and a deletion of one still waiting.
-                new = "community/llama-new-sft"
-                world.add_model(
-                    new,
-                    declared=["meta-llama/Llama-3.1-8B-Instruct"],
-                    relation="finetune",
-                    family="llama",
-                    files=_files_of(hub, "planted/llama-benign-sft"),
-                    license="apache-2.0",
-                )
-                repushed = next(o.repo_id for o in result.outcomes if o.repo_id.startswith("planted/"))
-                world.repush(repushed)
-                deleted = waiting[0]
-                world.delete(deleted)
-                changes.append({"new": new, "repushed": repushed, "deleted": deleted})
+                audited = next(o.repo_id for o in result.outcomes if o.repo_id.startswith("planted/"))
+                change("community/llama-new-sft", "planted/llama-benign-sft", repushed=audited, deleted=waiting[0])
             elif result.cycle_id == 2:
-                new = "community/gemma-new-lora"
-                world.add_model(
-                    new,
-                    declared=["google/gemma-2-2b-it"],
-                    relation="adapter",
-                    family="gemma",
-                    files=_files_of(hub, "planted/gemma-lora"),
-                    license="apache-2.0",
-                    library_name="peft",
+                # An adapter this time, and a deletion of a model audited by now: it leaves the tree.
+                change(
+                    "community/gemma-new-lora",
+                    "planted/gemma-lora",
+                    repushed="planted/llama-benign-sft",
+                    deleted="planted/llama-near-copy",
                 )
-                repushed = "planted/llama-benign-sft"
-                world.repush(repushed)
-                deleted = "planted/llama-near-copy"  # audited by now: it leaves the tree
-                world.delete(deleted)
-                changes.append({"new": new, "repushed": repushed, "deleted": deleted})
             if result.cycle_id < 3:
                 expected.append(_unaudited(store_path, hub))
 
@@ -145,14 +141,13 @@ def test_sigterm_stops_the_daemon_within_a_batch_and_the_next_cycle_finishes_the
     with SimHub(world) as hub:
         env = {
             **os.environ,
-            "HF_ENDPOINT": hub.url,
-            "HF_TOKEN": ACCEPTED_TOKEN,
-            "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
-            "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
-            "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
-            "AUDITOR_STORE_PATH": str(store_path),
-            "AUDITOR_CRAWL_ROOTS": "meta-llama/Llama-3.1-8B-Instruct",
-            "AUDITOR_AUDIT_BATCH_SIZE": "4",
+            **audit_env(
+                hub,
+                tiny_assets,
+                tmp_path,
+                AUDITOR_CRAWL_ROOTS="meta-llama/Llama-3.1-8B-Instruct",
+                AUDITOR_AUDIT_BATCH_SIZE="4",
+            ),
         }
         daemon = subprocess.Popen(
             [sys.executable, "-m", "auditor", "schedule", "--cron", "*/2 * * * * *"],

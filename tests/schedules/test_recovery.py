@@ -19,7 +19,7 @@ from typing import Any
 from auditor.simhub import FaultRule, SimHub
 from auditor.store import Store
 from schedules.lock import holder
-from tests.conftest import ACCEPTED_TOKEN, audit_world, stored_lineage
+from tests.conftest import audit_env, audit_world, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 
@@ -49,16 +49,15 @@ def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_r
         env = {
             **os.environ,
             "NO_COLOR": "1",
-            "HF_ENDPOINT": hub.url,
-            "HF_TOKEN": ACCEPTED_TOKEN,
-            "AUDITOR_SCORING_CHECKPOINT": str(tiny_assets.detoxify_checkpoint),
-            "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
-            "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
-            "AUDITOR_STORE_PATH": str(store_path),
-            "AUDITOR_CRAWL_ROOTS": ",".join(TINY_ROOTS),
-            "AUDITOR_CRAWL_CONCURRENCY": "1",
-            "AUDITOR_AUDIT_BATCH_SIZE": "4",  # many small batches: the kill lands mid-audit
-            "AUDITOR_CYCLE_MAX_MODELS": "6",
+            **audit_env(
+                hub,
+                tiny_assets,
+                tmp_path,
+                AUDITOR_CRAWL_ROOTS=",".join(TINY_ROOTS),
+                AUDITOR_CRAWL_CONCURRENCY="1",
+                AUDITOR_AUDIT_BATCH_SIZE="4",  # many small batches: the kill lands mid-audit
+                AUDITOR_CYCLE_MAX_MODELS="6",
+            ),
         }
 
         # 1. Killed in the middle of the crawl: the Hub answers listings slowly.
