@@ -146,3 +146,15 @@ def audit_env(hub: SimHub, tiny_assets: Any, tmp_path: Path, **extra: str) -> di
         "AUDITOR_STORE_PATH": str(tmp_path / "s.duckdb"),
         **extra,
     }
+
+
+def running_audit(store_path: Path) -> int | None:
+    """An audit that is running and has stored at least one batch, read while a cycle writes."""
+    if not store_path.exists():
+        return None
+    with Store.open(store_path, read_only=True, busy_timeout_s=10) as store:
+        rows = store.query(
+            "SELECT a.audit_id FROM audits a WHERE a.status = 'running'"
+            " AND (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) > 0"
+        )
+    return rows[0][0] if rows else None

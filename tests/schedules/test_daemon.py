@@ -20,7 +20,7 @@ from auditor.store import Store
 from schedules.cycle import CycleResult
 from schedules.daemon import run_daemon
 from schedules.status import CycleStatus, cycle_status
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_env, audit_world, stored_lineage
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_env, audit_world, running_audit, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 BUDGET = 12
@@ -162,13 +162,7 @@ def test_sigterm_stops_the_daemon_within_a_batch_and_the_next_cycle_finishes_the
             running = None
             while running is None and time.monotonic() < deadline:
                 assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
-                if store_path.exists():
-                    with Store.open(store_path, read_only=True, busy_timeout_s=10) as store:
-                        rows = store.query(
-                            "SELECT a.audit_id FROM audits a WHERE a.status = 'running'"
-                            " AND (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) > 0"
-                        )
-                    running = rows[0][0] if rows else None
+                running = running_audit(store_path)
                 time.sleep(0.1)
             assert running is not None, "no audit started"
             stopping = time.monotonic()

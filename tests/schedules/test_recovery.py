@@ -19,25 +19,13 @@ from typing import Any
 from auditor.simhub import FaultRule, SimHub
 from auditor.store import Store
 from schedules.lock import holder
-from tests.conftest import audit_env, audit_world, stored_lineage
+from tests.conftest import audit_env, audit_world, running_audit, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 
 
 def _auditor(*args: str) -> list[str]:
     return [sys.executable, "-m", "auditor", *args]
-
-
-def _running_audit(store_path: Path) -> int | None:
-    """An audit that is running and has stored at least one batch (read while the cycle writes)."""
-    if not store_path.exists():
-        return None
-    with Store.open(store_path, read_only=True, busy_timeout_s=10) as store:
-        rows = store.query(
-            "SELECT a.audit_id FROM audits a WHERE a.status = 'running'"
-            " AND (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) > 0"
-        )
-    return rows[0][0] if rows else None
 
 
 def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_reports_run(
@@ -81,7 +69,7 @@ def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_r
         deadline = time.monotonic() + 120
         while interrupted is None and time.monotonic() < deadline:
             assert second.poll() is None, "the cycle ended before an audit could be interrupted"
-            interrupted = _running_audit(store_path)
+            interrupted = running_audit(store_path)
             time.sleep(0.05)
         assert interrupted is not None
         second.send_signal(signal.SIGKILL)
