@@ -164,13 +164,6 @@ class Store:
             with self._lock:
                 self._users -= 1
 
-    def release(self) -> None:
-        """Close the connection now if no session uses it (it reopens when the next one starts)."""
-        with self._lock:
-            if self._con is not None and self._users == 0:
-                self._con.close()
-                self._con = None
-
     def _watch(self) -> None:
         signal = _readers_file(self.path)
         handle = None
