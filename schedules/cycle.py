@@ -30,8 +30,8 @@ from auditor.audit import AuditOutcome, PendingWork, audit_model, pending_work
 from auditor.config import ResolvedConfig
 from auditor.errors import StopRequested
 from auditor.store import Store
-from crawlers import CrawlOptions, crawl_lineage
-from schedules.lock import CycleLock
+from crawlers import CrawlOptions, CrawlResult, crawl_lineage
+from schedules.lock import CycleLock, cycle_lock_path
 
 
 @dataclass(frozen=True)
@@ -69,14 +69,17 @@ def run_cycle(
     (50, 312)
     """
     started = time.monotonic()
-    store_path = resolved.config.store.path
-    lock_path = store_path.with_name(store_path.name + ".lock")
-    with CycleLock(lock_path) as lock, Store.open_configured(resolved.config.store) as store:
+    with (
+        CycleLock(cycle_lock_path(resolved.config.store.path)) as lock,
+        Store.open_configured(resolved.config.store) as store,
+    ):
         cycle_id = _start(store, lock.took_over, resolved)
         lock.note(cycle_id=cycle_id)
         crawl = None
         plan: list[PlanItem] = []
         outcomes: list[AuditOutcome] = []
+        stage: str | None = None  # where a stop request ended the cycle
+        error: str | None = None
         try:
             crawl = crawl_lineage(resolved, store, CrawlOptions(should_stop=should_stop))
             work = pending_work(resolved, store)
@@ -85,63 +88,57 @@ def run_cycle(
             stopped_by = _audit(store, resolved, cycle_id, plan, work, started, outcomes, on_outcome, should_stop)
         except KeyboardInterrupt as err:  # StopRequested at a safe point, or a second Ctrl-C
             stage = "crawl" if crawl is None else "audits"
-            _finish(
-                store,
-                cycle_id,
-                "stopped",
-                error=f"stopped during the {stage}: {err}",
-                crawl_id=crawl.crawl_id if crawl else None,
-                planned=sum(1 for p in plan if p.chosen),
-                audited=len(outcomes),
-                failed=sum(1 for o in outcomes if o.status != "done"),
-                waiting=len(plan) - len(outcomes) if plan else None,
-                summary={"stopped_by": "stop requested", "stage": stage},
-            )
+            stopped_by, error = "stop requested", f"stopped during the {stage}: {err}"
             if not isinstance(err, StopRequested):
+                _record(store, cycle_id, "stopped", stopped_by, error, stage, crawl, plan, outcomes)
                 raise
-            return CycleResult(
-                cycle_id,
-                lock.took_over,
-                crawl.summary if crawl else {},
-                plan,
-                outcomes,
-                len(plan) - len(outcomes),
-                "stop requested",
-                time.monotonic() - started,
-                status="stopped",
-            )
         except BaseException as err:
             _finish(store, cycle_id, "failed", error=f"{type(err).__name__}: {err}")
             raise
-        if stopped_by == "stop requested":
-            status = "stopped"
-        else:
-            status = "done"
-        chosen = [p for p in plan if p.chosen]
-        waiting = len(plan) - len(outcomes)
-        result = CycleResult(
+        status = "stopped" if stopped_by == "stop requested" else "done"
+        _record(store, cycle_id, status, stopped_by, error, stage, crawl, plan, outcomes)
+        return CycleResult(
             cycle_id,
             lock.took_over,
-            crawl.summary,
+            crawl.summary if crawl else {},
             plan,
             outcomes,
-            waiting,
+            len(plan) - len(outcomes),
             stopped_by,
             time.monotonic() - started,
             status=status,
         )
-        _finish(
-            store,
-            cycle_id,
-            status,
-            crawl_id=crawl.crawl_id,
-            planned=len(chosen),
-            audited=len(outcomes),
-            failed=sum(1 for o in outcomes if o.status != "done"),
-            waiting=waiting,
-            summary={"stopped_by": stopped_by, "crawl": crawl.summary.get("totals")},
-        )
-        return result
+
+
+def _record(
+    store: Store,
+    cycle_id: int,
+    status: str,
+    stopped_by: str | None,
+    error: str | None,
+    stage: str | None,
+    crawl: CrawlResult | None,
+    plan: list[PlanItem],
+    outcomes: list[AuditOutcome],
+) -> None:
+    """The cycle's row as it ends, done or stopped (a cycle stopped in its crawl has no plan yet)."""
+    summary: dict[str, Any] = {"stopped_by": stopped_by}
+    if stage is not None:
+        summary["stage"] = stage
+    if crawl is not None:
+        summary["crawl"] = crawl.summary.get("totals")
+    _finish(
+        store,
+        cycle_id,
+        status,
+        error=error,
+        crawl_id=crawl.crawl_id if crawl else None,
+        planned=sum(1 for p in plan if p.chosen),
+        audited=len(outcomes),
+        failed=sum(1 for o in outcomes if o.status != "done"),
+        waiting=len(plan) - len(outcomes) if crawl is not None else None,
+        summary=summary,
+    )
 
 
 def make_plan(store: Store, resolved: ResolvedConfig, work: PendingWork | None = None) -> list[PlanItem]:

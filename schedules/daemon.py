@@ -21,19 +21,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from auditor.config import ResolvedConfig
 from auditor.errors import AuditorError, ConfigError
 from schedules.cycle import CycleResult, run_cycle
-from schedules.lock import CycleBusyError, CycleLock
+from schedules.lock import CycleBusyError, CycleLock, daemon_lock_path
 from schedules.timing import parse_schedule
 
 log = logging.getLogger("auditor.schedule")
-
-
-def daemon_lock_path(store_path: Path) -> Path:
-    return store_path.with_name(store_path.name + ".daemon")
 
 
 @dataclass

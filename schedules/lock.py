@@ -99,6 +99,16 @@ class CycleLock:
         self._handle = None
 
 
+def cycle_lock_path(store_path: Path) -> Path:
+    """The cycle lock of the store at `store_path`."""
+    return store_path.with_name(store_path.name + ".lock")
+
+
+def daemon_lock_path(store_path: Path) -> Path:
+    """The scheduler daemon's lock of the store at `store_path`."""
+    return store_path.with_name(store_path.name + ".daemon")
+
+
 def _lock_exclusive(fd: int) -> None:
     """Take the lock, or raise BlockingIOError. `holder` (`auditor status`) takes a shared lock on
     it for an instant to see whether it is held: a short retry keeps that from turning a cycle away."""

@@ -16,8 +16,7 @@ from typing import Any
 
 from auditor.config import ResolvedConfig
 from auditor.store import Store
-from schedules.daemon import daemon_lock_path
-from schedules.lock import holder
+from schedules.lock import cycle_lock_path, daemon_lock_path, holder
 from schedules.timing import next_run
 
 #: How many of the waiting models are listed.
@@ -44,7 +43,7 @@ def cycle_status(resolved: ResolvedConfig) -> CycleStatus:
     """
     config = resolved.config
     store_path = config.store.path
-    running = holder(store_path.with_name(store_path.name + ".lock"))
+    running = holder(cycle_lock_path(store_path))
     daemon = holder(daemon_lock_path(store_path))
     if daemon is not None and daemon.get("next_run"):
         when: datetime | None = datetime.fromisoformat(daemon["next_run"])

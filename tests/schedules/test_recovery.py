@@ -18,7 +18,7 @@ from typing import Any
 
 from auditor.simhub import FaultRule, SimHub
 from auditor.store import Store
-from schedules.lock import holder
+from schedules.lock import cycle_lock_path, holder
 from tests.conftest import audit_env, audit_world, running_audit, stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
@@ -83,7 +83,7 @@ def test_cycles_killed_mid_crawl_and_mid_audit_are_completed_by_the_next_while_r
         third = subprocess.Popen(
             _auditor("run", "--format", "json"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
-        lock = store_path.with_name(store_path.name + ".lock")
+        lock = cycle_lock_path(store_path)
         while third.poll() is None and not (holder(lock) or {}).get("cycle_id"):
             time.sleep(0.05)
         reports: list[subprocess.CompletedProcess[str]] = []
