@@ -422,29 +422,19 @@ def report_drift(
     from datetime import timezone
 
     from auditor.config import load_config
-    from auditor.drift import DriftFilters, drift_is_current, drift_rows, not_compared, refresh_drift
+    from auditor.drift import DriftFilters, complete_drift, drift_rows, not_compared
     from auditor.store import Store
     from reports.drift import render_drift
 
     resolved = load_config(config_path, flags={"store.path": store_path})
     threshold = resolved.config.scoring.threshold
     settings = resolved.config.store
-    # Audits store their comparisons as they finish, so a report is normally a reader (and runs
-    # while a cycle writes). Only pairs never computed at this threshold need a short write first.
-    with Store.open_configured(settings, read_only=True) as opened:
-        current = drift_is_current(opened, threshold=threshold)
-    if not current:
-        from auditor.errors import StoreBusyError
-
-        try:
-            with Store.open(settings.path, busy_timeout_s=min(settings.read_wait_s, 2.0)) as writer:
-                refresh_drift(writer, threshold=threshold)
-        except StoreBusyError:
-            click.echo(
-                f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
-                " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
-                err=True,
-            )
+    if not complete_drift(settings, threshold=threshold):
+        click.echo(
+            f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
+            " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
+            err=True,
+        )
     with Store.open_configured(settings, read_only=True) as opened:
         rows = drift_rows(
             opened,

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from auditor.config import StoreSettings
+from auditor.errors import StoreBusyError
 from auditor.stats import Z95, benjamini_hochberg, is_drifted, mcnemar_exact
 from auditor.store import Store
 from auditor.store.database import staged
@@ -119,6 +121,24 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
             " bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING"
         )
     return len(pending)
+
+
+def complete_drift(settings: StoreSettings, *, threshold: float = 0.5) -> bool:
+    """Make sure every comparable pair of audits has its statistics stored at `threshold`; False
+    when some do not and the store is too busy to add them now (a cycle is writing).
+
+    Audits compare themselves as they finish, so this is normally one look by a reader, which
+    runs while a cycle writes; only pairs never computed at this threshold need a short write.
+    """
+    with Store.open_configured(settings, read_only=True) as store:
+        if drift_is_current(store, threshold=threshold):
+            return True
+    try:
+        with Store.open(settings.path, busy_timeout_s=min(settings.read_wait_s, 2.0)) as writer:
+            refresh_drift(writer, threshold=threshold)
+    except StoreBusyError:
+        return False
+    return True
 
 
 def drift_is_current(store: Store, *, threshold: float = 0.5) -> bool:
