@@ -81,7 +81,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     metavar="ID",
     help="Root model id (repeatable; default: the paper's ten).",
 )
-@click.option("--full", is_flag=True, help="List the whole tree again instead of reading the change feed.")
+@click.option("--full", is_flag=True, help="Learn the whole tree again instead of reading the change feed.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["auto", "walk", "scan"]),
+    default=None,
+    help="How a full crawl learns the tree: walk (a listing per model), scan (the whole Hub listing),"
+    " auto (the cheaper, estimated; crawl.strategy).",
+)
 @click.option("--concurrency", type=int, default=None, help="Listing requests in flight (crawl.concurrency).")
 @click.option(
     "--sim",
@@ -96,6 +103,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def crawl(
     roots: tuple[str, ...],
     full: bool,
+    strategy: str | None,
     concurrency: int | None,
     sim_world: str | None,
     fmt: str,
@@ -104,14 +112,17 @@ def crawl(
 ) -> None:
     """Discover every descendant of the roots and store models and lineage edges.
 
-    The first crawl lists the whole tree; later ones read the Hub's change feed and cost requests
-    in proportion to what changed. An interrupted crawl is resumed by the next one.
+    A full crawl (the first, --full, and every crawl.refresh_days) learns the whole tree by a walk
+    (one listing per model of the tree) or a scan (every page of the Hub listing), whichever is
+    estimated cheaper, and says which and why; later crawls read the Hub's change feed and cost
+    requests in proportion to what changed. It paces itself by the Hub's rate-limit headers. An
+    interrupted crawl is resumed by the next one.
 
     \b
     Examples:
       auditor crawl --store night.duckdb
       auditor crawl --root google/gemma-2-2b-it --format json
-      auditor crawl --sim size=20000,seed=1 --store demo.duckdb
+      auditor crawl --sim size=20000,seed=1 --strategy scan --store demo.duckdb
     """
     from contextlib import ExitStack
 
@@ -121,7 +132,12 @@ def crawl(
     from reports.crawl import render_crawl_summary
     from reports.progress import CrawlProgressDisplay
 
-    flags: dict[str, Any] = {"crawl.roots": roots or None, "crawl.concurrency": concurrency, "store.path": store_path}
+    flags: dict[str, Any] = {
+        "crawl.roots": roots or None,
+        "crawl.strategy": strategy,
+        "crawl.concurrency": concurrency,
+        "store.path": store_path,
+    }
     with ExitStack() as stack:
         if sim_world is not None:
             from auditor.simhub import SimHub, WorldSpec, build_world
@@ -132,11 +148,13 @@ def crawl(
                 raise click.BadParameter(str(err), param_hint="--sim") from None
             hub = stack.enter_context(SimHub(build_world(spec)))
             flags["hub.endpoint"] = hub.url
+            # What a first scan would count on a real Hub: the simulated one's size is known here.
+            flags["crawl.hub_models"] = spec.size
             click.echo(f"crawling a simulated Hub of {spec.size} models at {hub.url}", err=True)
         resolved = load_config(config_path, flags=flags)
         store = stack.enter_context(Store.open_configured(resolved.config.store))
         progress = stack.enter_context(CrawlProgressDisplay())
-        result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress))
+        result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress, notify=progress.keep))
     render_crawl_summary(result.summary, fmt=fmt)
 
 

@@ -92,10 +92,18 @@ class StoreSettings(_Section):
 
 class CrawlSettings(_Section):
     roots: tuple[str, ...] = DEFAULT_ROOTS
-    #: Listing requests in flight at once.
+    #: How a full crawl learns the tree: `walk` (one listing per model of the tree), `scan` (every
+    #: page of the whole Hub listing, lineage computed here) or `auto` (the cheaper, estimated).
+    strategy: Literal["auto", "walk", "scan"] = "auto"
+    #: Listing requests in flight at once (a walk's listings; a scan's pages come one after another).
     concurrency: int = Field(default=4, ge=1, le=64)
-    #: Children of a node are listed again (refreshing downloads and likes, and finding deleted
-    #: models, which the Hub announces nowhere) once their last listing is this old.
+    #: Models per listing page; the Hub serves at most 1,000.
+    page_size: int = Field(default=1000, ge=1, le=1000)
+    #: Models on the Hub, for `auto`'s estimate of a scan until a scan has counted them (the Hub
+    #: said "over 2M models" in October 2025: hub-docs, docs/hub/index.md).
+    hub_models: int = Field(default=2_200_000, ge=1)
+    #: A full crawl replaces the change feed once the last full crawl is this old: it refreshes
+    #: downloads and likes and finds deleted models, which the Hub announces nowhere.
     refresh_days: float = Field(default=7.0, ge=0)
     #: The change feed is read back this far before the last crawl's high-water mark, so that
     #: commits landing while the last crawl ran are not missed.

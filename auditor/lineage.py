@@ -70,26 +70,17 @@ class ModelSnapshot:
     license: str | None
     num_parameters: int | None
     tags: tuple[str, ...]
-    #: Direct children per relation, as the Hub counts them; None when the Hub did not say.
+    #: Direct children per relation, as the Hub counts them (`childrenModelCount`, which only the
+    #: detail route gives); None when the Hub did not say.
     children_count: Mapping[str, int] | None
     relation: str | None
     parents: tuple[ParentEdge, ...]
     defects: tuple[LineageDefect, ...]
     #: The Hub's JSON for this model, unparsed, so new Hub fields are never lost.
     raw_json: str
-
-    @property
-    def has_children(self) -> bool:
-        """True unless the Hub said this model has no children (unknown counts as maybe)."""
-        if self.children_count is None:
-            return True
-        return any(n > 0 for n in self.children_count.values())
-
-    def relations_with_children(self) -> tuple[str, ...]:
-        """The relations worth listing children for: one request each."""
-        if self.children_count is None:
-            return RELATIONS
-        return tuple(r for r in RELATIONS if self.children_count.get(r, 0) > 0)
+    #: The ids P of its `base_model:P` tags: the models whose listing `filter=base_model:P` shows it
+    #: under. The crawl follows these, by walk or by scan alike (docs/lineage.md).
+    listed_under: tuple[str, ...] = ()
 
 
 def family_of(root: str) -> str:

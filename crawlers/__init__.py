@@ -1,10 +1,20 @@
 """The Hub side: discovering the derivatives of the root models through declared lineage.
 
-crawl_lineage(config, store)   one crawl (full, or incremental from the change feed)
-HubClient                      the huggingface_hub HTTP path, with retries and a request meter
+crawl_lineage(config, store)   one crawl: full (by walk or by scan), or incremental from the change feed
+HubClient                      the huggingface_hub HTTP path, with retries, pacing and a request meter
+choose_strategy                walk or scan, from their estimated costs (crawlers.plan)
 """
 
 from crawlers.hub import HubClient
-from crawlers.lineage import CrawlOptions, CrawlResult, crawl_lineage
+from crawlers.lineage import CrawlOptions, CrawlProgress, CrawlResult, crawl_lineage
+from crawlers.plan import StrategyChoice, choose_strategy
 
-__all__ = ["CrawlOptions", "CrawlResult", "HubClient", "crawl_lineage"]
+__all__ = [
+    "CrawlOptions",
+    "CrawlProgress",
+    "CrawlResult",
+    "HubClient",
+    "StrategyChoice",
+    "choose_strategy",
+    "crawl_lineage",
+]

@@ -1,27 +1,33 @@
-"""The Hub's HTTP API through huggingface_hub's own HTTP stack, with a request meter.
+"""The Hub's HTTP API through huggingface_hub's own HTTP stack, with a request meter and pacing.
 
-Listing goes through `huggingface_hub.utils.http_backoff` (the function `HfApi.list_models` uses):
-429s wait as the server asks (`RateLimit` reset, else `Retry-After`), 5xx, timeouts and dropped
-connections retry with exponential backoff. Pages are followed through the `Link` header one at a
-time, so a caller that stops early spends no request on the pages it did not want, and each page
-arrives as the Hub's raw JSON (new Hub fields are never lost).
+Every request goes through `huggingface_hub.utils.http_backoff` (the function `HfApi.list_models`
+pages with, utils/_pagination.py): 429s wait for the reset the `RateLimit` header announces
+(utils/_http.py lines 527-560), 5xx, timeouts and dropped connections retry with exponential
+backoff. Before each request the client waits, if need be, for the Hub's rate-limit window to reset
+(`crawlers.quota`), so a crawl slows down instead of running into 429s. Pages are followed through
+the `Link` header one at a time, so a caller that stops early spends no request on the pages it did
+not want, and each page arrives as the Hub's raw JSON (new Hub fields are never lost). A `Link`
+to another host is refused: the token goes only where the endpoint is.
 
 Every request huggingface_hub sends in this process (retries included) is counted by a hook on its
-shared HTTP client: requests are the scarce resource (500 to 2,500 per 5 minutes) and every crawl
-reports what it spent. The token is never read here: huggingface_hub adds it from HF_TOKEN or its
-token file.
+shared HTTP client, and every response's rate-limit headers are read there: requests are the scarce
+resource (500 to 2,500 per 5 minutes) and every crawl reports what it spent. The token is never
+read here: huggingface_hub adds it from HF_TOKEN or its token file.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from auditor.config import HubSettings
 from auditor.errors import HubError, HubUnavailableError
 from auditor.hubfiles import token_for
+from auditor.textsafety import strip_control
+from crawlers.quota import RATE_LIMITS
 
 
 class RequestMeter:
@@ -54,7 +60,8 @@ class RequestMeter:
         def counting_factory() -> Any:
             client = base_factory()
             hooks = dict(client.event_hooks)
-            hooks["request"] = [*hooks.get("request", []), self]
+            hooks["request"] = [*hooks.get("request", []), self, RATE_LIMITS.on_request]
+            hooks["response"] = [*hooks.get("response", []), RATE_LIMITS.on_response]
             client.event_hooks = hooks
             return client
 
@@ -64,14 +71,32 @@ class RequestMeter:
 METER = RequestMeter()
 
 
-class HubClient:
-    """Raw-JSON access to the parts of the Hub API the crawler needs."""
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing, and where the next one is (None on the last page)."""
 
-    def __init__(self, settings: HubSettings) -> None:
+    items: list[dict[str, Any]]
+    next_url: str | None
+
+
+class HubClient:
+    """Raw-JSON access to the parts of the Hub API the crawler needs.
+
+    `in_flight` is how many requests the caller may have under way at once: the client keeps that
+    many requests of the rate-limit window in reserve. `should_stop` is polled while it waits for
+    a window to reset.
+    """
+
+    def __init__(
+        self, settings: HubSettings, *, in_flight: int = 1, should_stop: Callable[[], bool] | None = None
+    ) -> None:
         METER.install()
         self.settings = settings
         self.endpoint = settings.endpoint
+        self.in_flight = in_flight
+        self.should_stop = should_stop
         self._start = METER.count
+        self._origin = _origin(self.endpoint)
 
     @property
     def requests(self) -> int:
@@ -79,7 +104,15 @@ class HubClient:
         return METER.count - self._start
 
     def model(self, repo_id: str, fields: Sequence[str]) -> dict[str, Any] | None:
-        """One model's JSON, or None when the Hub says it does not exist."""
+        """One model's JSON from its detail route, or None when the Hub says it does not exist.
+
+        The Hub answers 404 for a missing repo, and 401 when no token is sent (as for a private
+        one); huggingface_hub raises `RepositoryNotFoundError` for both (utils/_http.py lines
+        933-943). A renamed repo redirects to its new id (hub-docs, docs/hub/repositories-settings.md:
+        "renaming a repo will automatically redirect the old URL to the new location"), which
+        huggingface_hub's client follows (`follow_redirects=True`, utils/_http.py line 347): the
+        answer's `id` is then the new one. Any other failure raises: it is no evidence either way.
+        """
         from huggingface_hub.errors import RepositoryNotFoundError
 
         url = f"{self.endpoint}/api/models/{quote(repo_id, safe='/')}"
@@ -98,22 +131,30 @@ class HubClient:
         sort: str | None = None,
         fields: Sequence[str] = (),
         limit: int | None = None,
-    ) -> Iterator[list[dict[str, Any]]]:
-        """Pages of `GET /api/models`, fetched lazily one at a time."""
-        params: list[tuple[str, Any]] = [("filter", f) for f in filters]
+        start_url: str | None = None,
+    ) -> Iterator[Page]:
+        """Pages of `GET /api/models`, fetched lazily one at a time.
+
+        `start_url` resumes a listing at a page an earlier `Page.next_url` named (its query holds
+        everything, the cursor included); the other arguments are then ignored.
+        """
+        params: list[tuple[str, Any]] | None = [("filter", f) for f in filters]
+        assert params is not None
         if sort:
             params.append(("sort", sort))
         if limit:
             params.append(("limit", limit))
         params.extend(("expand", f) for f in fields)
         url: str | None = f"{self.endpoint}/api/models"
-        first = True
+        if start_url is not None:
+            url, params = start_url, None
         while url is not None:
-            page, url = self._get(url, params if first else None)
-            first = False
+            page, next_url = self._get(url, params)
+            params = None  # the next page's URL carries the query
             if not isinstance(page, list):
                 raise HubError(f"the Hub sent a {type(page).__name__} for a model listing, expected a list")
-            yield page
+            yield Page(page, next_url)
+            url = next_url
 
     def _get(self, url: str, params: list[tuple[str, Any]] | None) -> tuple[Any, str | None]:
         """GET `url` and decode its JSON: (data, the next page's URL from the Link header)."""
@@ -122,6 +163,12 @@ class HubClient:
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
 
         settings = self.settings
+        if _origin(url) != self._origin:
+            raise HubError(
+                f"the Hub's next-page link points to {_origin(url)}, not to {self._origin}",
+                hint="the listing was not followed there, so no token left the endpoint; check HF_ENDPOINT",
+            )
+        RATE_LIMITS.wait_for_room("api", reserve=self.in_flight + 1, should_stop=self.should_stop)
         try:
             response = http_backoff(
                 "GET",
@@ -134,6 +181,8 @@ class HubClient:
                 max_wait_time=max(settings.backoff_s * 8, settings.backoff_s),
             )
             hf_raise_for_status(response)
+            # The next page's absolute URL, in a GitHub-style `Link: <...>; rel="next"` header
+            # (huggingface_hub's own pager reads it so: utils/_pagination.py `_get_next_page`).
             return response.json(), response.links.get("next", {}).get("url")
         except RepositoryNotFoundError:
             raise
@@ -146,12 +195,21 @@ class HubClient:
                     hint="the Hub may be down or rate-limiting this client; run the same command again later:"
                     " it resumes where it stopped",
                 ) from None
-            raise HubError(f"the Hub refused {what}: HTTP {status}", hint="check the model id and your token") from None
+            said = strip_control(err.server_message or "").strip()[:300]
+            raise HubError(
+                f"the Hub refused {what}: HTTP {status}" + (f" ({said})" if said else ""),
+                hint="check the model id and your token",
+            ) from None
         except (httpx2.TransportError, httpx2.StreamError, ValueError) as err:
             raise HubUnavailableError(
                 f"no usable answer from {self.endpoint} for {_describe(url)}: {type(err).__name__}: {err}",
                 hint="check the network and HF_ENDPOINT; the crawl resumes where it stopped when run again",
             ) from None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _describe(url: str) -> str:

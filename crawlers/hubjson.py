@@ -16,12 +16,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from auditor.errors import HubError
 from auditor.lineage import RELATIONS, LineageDefect, ModelSnapshot, ParentEdge
 
-#: The fields a lineage crawl asks the Hub for (one listing page carries all of them).
-LINEAGE_FIELDS: tuple[str, ...] = (
+#: What a crawl asks listings for: the lineage fields the listing route accepts. `baseModels`,
+#: `childrenModelCount` and `usedStorage` are refused there (400 for the whole request): they are
+#: detail-route only (huggingface_hub PR #3182; the installed client's `list_models` docstring,
+#: hf_api.py line 2380, lists what `expand` takes on the listing route). Lineage in a listing
+#: therefore comes from the `base_model:` tags (and the card).
+LISTING_FIELDS: tuple[str, ...] = (
     "author",
-    "baseModels",
     "cardData",
-    "childrenModelCount",
     "createdAt",
     "downloads",
     "gated",
@@ -34,6 +36,10 @@ LINEAGE_FIELDS: tuple[str, ...] = (
     "sha",
     "tags",
 )
+
+#: What a crawl asks a root's detail route (`GET /api/models/{id}`) for: the listing's fields plus
+#: the two lineage fields only that route gives (`model_info`'s docstring, hf_api.py line 3179).
+DETAIL_FIELDS: tuple[str, ...] = (*LISTING_FIELDS, "baseModels", "childrenModelCount")
 
 
 class _BaseModelRef(BaseModel):
@@ -130,7 +136,34 @@ def parse_model(item: dict[str, Any]) -> ModelSnapshot:
         parents=edges,
         defects=tuple(defects),
         raw_json=json.dumps(item, separators=(",", ":"), sort_keys=True),
+        listed_under=listed_under(model.tags),
     )
+
+
+def parse_stored(raw: str) -> ModelSnapshot:
+    """A model from the JSON the store kept of a listing (the Hub-wide index's `raw`)."""
+    try:
+        item = json.loads(raw)
+    except ValueError:
+        item = None
+    if not isinstance(item, dict):
+        raise HubError("a stored listing entry is not a JSON object")
+    return parse_model(item)
+
+
+def listed_under(tags: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The ids P of the `base_model:P` tags: what `filter=base_model:P` lists a model under.
+
+    The Hub tags a model `base_model:P` and `base_model:<relation>:P` for each declared parent P
+    (the relation form is shown in hub-docs, docs/inference-providers/register-as-a-provider.md:
+    "tagged with both `lora` and `base_model:adapter:black-forest-labs/FLUX.1-dev`"). A model id
+    has no colon, so the plain form is the one with no colon after the prefix.
+
+    >>> listed_under(["base_model:g/a", "base_model:finetune:g/a", "license:mit"])
+    ('g/a',)
+    """
+    found = [t[len("base_model:") :] for t in tags if isinstance(t, str) and t.startswith("base_model:")]
+    return tuple(dict.fromkeys(p for p in found if p and ":" not in p))
 
 
 def _declared_parents(model: HubModelJSON) -> tuple[str | None, list[str], str]:

@@ -1,53 +1,54 @@
 """The lineage crawl: every descendant of the roots, through all four relations, transitively.
 
-Requests are the scarce resource, so the crawl spends them where the answer can change:
+Requests are the scarce resource (500 to 2,500 API calls per 5 minutes), and a listing cannot say
+whether a model has children (the listing route refuses `childrenModelCount`: huggingface_hub PR
+#3182). So:
 
-- **Full crawl** (the first one, or `--full`): from each root, list the children of every model
-  that has children, one listing per relation the Hub counts (`childrenModelCount`). A listing
-  page carries each child's own counts, so a leaf (most models) costs no request of its own. The
-  cost is one page per relation per model with children: the lower bound for any crawl that
-  learns the tree from the Hub.
-- **Incremental crawl** (every later one): read the Hub's change feed (all models, newest
-  `lastModified` first) back to the previous crawl's high-water mark. New derivatives, re-pushed
-  models and edited declarations all move a model to the head of that feed, so the cost follows
-  what changed on the Hub, not the size of the tree. A model that joins the tree with children of
-  its own has its subtree listed. Children of a model are listed again once their last listing is
-  `crawl.refresh_days` old: that refreshes downloads and likes on a slower cycle, and it is the only
-  way to learn of deleted models, which the Hub announces nowhere.
+- **Full crawl** (the first one, `--full`, and every `crawl.refresh_days`): the roots come from
+  their detail route, then the tree is learned one of two ways (`crawlers.plan` estimates both and
+  `auto` takes the cheaper): a **walk** lists the children of every model of the tree
+  (`crawlers.walk`, one listing per model), a **scan** pages through the whole Hub listing and
+  computes the tree here (`crawlers.scan`). Both store the same. A model of the store that the
+  crawl did not meet is then asked for on its detail route: only a "not found" removes it (a
+  redirect says it was renamed; a 429 or a network failure is no evidence and it stays).
+- **Incremental crawl** (every other one): the Hub's change feed (`crawlers.feed`), back to the
+  previous crawl's high-water mark: the cost follows what changed on the Hub, not the size of the
+  tree. A model that joins the tree brings its subtree: from the Hub-wide index when the last full
+  crawl was a scan (no request), else by walking it.
 
-Writes are batched and each batch lands together with the listings it came from, so a crawl
-killed at any moment loses nothing it stored; the next crawl resumes the unfinished run (the
-models it saw whose children it had not listed yet) and then closes it. Defective metadata never
-stops a crawl: cycles terminate (each model is visited once), self-references are defects, and
-missing parents are kept as declared (see docs/lineage.md).
+Writes are batched, and each batch lands together with the listings (or the scan's pages) it came
+from, so a crawl killed at any moment loses nothing it stored; the next crawl resumes the
+unfinished run and then closes it. Defective metadata never stops a crawl: cycles terminate (each
+model is visited once), self-references are defects, and missing parents are kept as declared (see
+docs/lineage.md).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
+from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from auditor.config import ResolvedConfig
 from auditor.errors import CrawlError, HubError, StopRequested
-from auditor.lineage import RELATIONS, ModelSnapshot
-from auditor.store import LineageStore, Store
-from auditor.store.lineage import CrawlRun, KnownModel, Listing
+from auditor.lineage import ModelSnapshot
+from auditor.store import HubIndex, LineageStore, Store
+from auditor.store.lineage import CrawlRun, KnownModel, Listing, Removal
 from auditor.textsafety import strip_control
+from crawlers import feed, scan, walk
 from crawlers.hub import HubClient
-from crawlers.hubjson import LINEAGE_FIELDS, parse_model
+from crawlers.hubjson import DETAIL_FIELDS, LISTING_FIELDS, parse_model, parse_stored
+from crawlers.plan import StrategyChoice, choose_strategy, estimate_scan, estimate_walk
+from crawlers.quota import RATE_LIMITS
 
 log = logging.getLogger(__name__)
 
 #: Seconds between two writes at most, so that a killed crawl loses little work.
 FLUSH_INTERVAL_S = 2.0
-#: Times a failed listing is tried again later in the same crawl before it is left for the next.
-LISTING_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -59,17 +60,22 @@ class CrawlProgress:
     requests: int
     failed: int
     stage: str
+    #: A scan's pages read so far, and how many it expects (None when not scanning).
+    pages: int = 0
+    pages_expected: int | None = None
 
 
 @dataclass(frozen=True)
 class CrawlOptions:
     #: Crawl the whole tree from the roots even when an earlier crawl exists.
     full: bool = False
-    #: Called on the crawling thread after every listing; must be quick.
+    #: Called on the crawling thread after every listing or page; must be quick.
     progress: Callable[[CrawlProgress], None] | None = None
-    #: Polled after every listing; when it returns True the crawl stops (resumably) with
-    #: `StopRequested`, as if interrupted.
+    #: Polled after every listing and page, and while waiting for the rate limit; when it returns
+    #: True the crawl stops (resumably) with `StopRequested`, as if interrupted.
     should_stop: Callable[[], bool] | None = None
+    #: Told, in a sentence, what the crawl decided (its mode and strategy, and why).
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,21 +89,14 @@ class CrawlResult:
 
 
 @dataclass
-class _Task:
-    repo_id: str
-    relation: str
-    attempts: int = 0
-
-
-@dataclass
-class _Buffer:
+class Buffer:
     snapshots: list[ModelSnapshot] = field(default_factory=list)
     listings: list[Listing] = field(default_factory=list)
-    unlisted: list[str] = field(default_factory=list)
+    removals: list[Removal] = field(default_factory=list)
     last_flush: float = field(default_factory=time.monotonic)
 
     def __len__(self) -> int:
-        return len(self.snapshots) + len(self.listings) + len(self.unlisted)
+        return len(self.snapshots) + len(self.listings) + len(self.removals)
 
 
 def crawl_lineage(resolved: ResolvedConfig, store: Store, options: CrawlOptions | None = None) -> CrawlResult:
@@ -106,12 +105,14 @@ def crawl_lineage(resolved: ResolvedConfig, store: Store, options: CrawlOptions 
     >>> from auditor.config import load_config                              # doctest: +SKIP
     >>> with Store.open("auditor.duckdb") as store:                         # doctest: +SKIP
     ...     result = crawl_lineage(load_config(), store)
-    ...     print(result.summary["totals"])
+    ...     print(result.summary["strategy"]["reason"], result.summary["totals"])
     """
-    return _Crawl(resolved, store, options or CrawlOptions()).run()
+    return Crawl(resolved, store, options or CrawlOptions()).run()
 
 
-class _Crawl:
+class Crawl:
+    """One crawl's state, shared by the walk, the scan and the feed (`crawlers.walk` and others)."""
+
     def __init__(self, resolved: ResolvedConfig, store: Store, options: CrawlOptions) -> None:
         self.config = resolved.config
         self.provenance = resolved.provenance()
@@ -119,21 +120,34 @@ class _Crawl:
         self.roots = resolved.config.crawl.roots
         self.options = options
         self.ledger = LineageStore(store)
-        self.client = HubClient(resolved.config.hub)
-        self.buffer = _Buffer()
+        self.index = HubIndex(store)
+        self.client = HubClient(
+            resolved.config.hub, in_flight=self.settings.concurrency, should_stop=options.should_stop
+        )
+        self.buffer = Buffer()
+        #: Models this run has stored (or buffered) a snapshot of.
         self.seen: set[str] = set()
-        self.listed: set[tuple[str, str]] = set()
+        #: Models whose children this run has listed.
+        self.listed: set[str] = set()
+        #: The tree before this run (incremental runs): models in it have known subtrees.
         self.known: dict[str, KnownModel] = {}
-        self.known_children: dict[tuple[str, str], set[str]] | None = None
-        self.refresh_tasks: set[tuple[str, str]] = set()
-        self.failed: list[tuple[_Task, str]] = []
+        self.failed: list[tuple[str, str]] = []
         self.missing_roots: list[str] = []
+        self.confirmed: Counter[str] = Counter()
+        self.scan_figures: dict[str, Any] | None = None
         self.requests_flushed = 0
         self.stage = "starting"
         self.run_row: CrawlRun | None = None
-        self.full = False
         self.unfinished: list[int] = []
         self.skipped_items = 0
+        self.pages = 0
+        self.pages_expected: int | None = None
+        self.fetched_roots: list[ModelSnapshot] = []
+        RATE_LIMITS.mark()
+
+    @property
+    def full(self) -> bool:
+        return self.run_row is not None and self.run_row.mode == "full"
 
     # -- the run --------------------------------------------------------------------------------
 
@@ -141,34 +155,50 @@ class _Crawl:
         started = time.monotonic()
         run, resumed = self._open_run()
         self.run_row = run
-        full = self.full = run.mode == "full"
         try:
-            if full:
-                tasks = self._full_tasks(run)
+            if run.mode == "full":
+                # A fresh run fetched its roots to choose its strategy; a resumed one fetches those
+                # it had not stored.
+                roots = self.fetched_roots if not resumed else self._fetch_roots(skip=self.seen)
+                for snapshot in roots:
+                    self.accept(snapshot)
+                self.flush(force=True)
+                if run.strategy == "scan":
+                    scan.scan_hub(self, run)
+                else:
+                    walk.walk(self, [r for r in self.ledger.unlisted_in_run(run.crawl_id) if r not in self.listed])
+                self._confirm_vanished(run)
             else:
-                tasks = self._incremental_tasks(run)
-            self._execute(tasks)
-            self._flush(force=True)
+                self._incremental(run)
+            self.flush(force=True)
             if self.failed:
                 raise CrawlError(
-                    f"{len(self.failed)} listings failed in crawl {run.crawl_id}, for example"
-                    f" {self.failed[0][0].repo_id} ({self.failed[0][0].relation}): {self.failed[0][1]}",
+                    f"{len(self.failed)} listings failed in crawl {run.crawl_id}, for example the children of"
+                    f" {strip_control(self.failed[0][0])}: {self.failed[0][1]}",
                     hint="run `auditor crawl` again: it resumes this crawl and lists only what is missing",
                 )
         except BaseException as err:
-            self._flush(force=True, quiet=True)
+            self.flush(force=True, quiet=True)
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
             self.ledger.fail_run(run.crawl_id, reason, self._unflushed_requests())
             raise
         self.stage = "finishing"
+        if run.mode == "full":
+            if run.strategy == "scan":
+                self.index.finish_scan(run.crawl_id)
+            else:
+                self.index.clear()
         summary = self.ledger.finish_run(
             run.crawl_id,
             roots=self.roots,
-            full=full,
             requests=self._unflushed_requests(),
             extra_summary={
                 "mode": run.mode,
                 "resumed": resumed,
+                "strategy": run.strategy_plan,
+                "scan": self.scan_figures,
+                "quota": RATE_LIMITS.usage("api").as_json(),
+                "confirmed": dict(sorted(self.confirmed.items())),
                 "missing_roots": self.missing_roots,
                 "failed_listings": len(self.failed),
                 "skipped_items": self.skipped_items,
@@ -191,264 +221,194 @@ class _Crawl:
             latest is not None
             and latest.status != "done"
             and set(latest.roots) == set(self.roots)
+            and latest.endpoint == self.client.endpoint
             and not (self.options.full and latest.mode != "full")
         ):
             self.ledger.mark_resumed(latest.crawl_id)
             self.seen = self.ledger.seen_in_run(latest.crawl_id)
             self.listed = self.ledger.listed_in_run(latest.crawl_id)
+            self._notify(f"resuming crawl {latest.crawl_id} ({_describe_mode(latest)})")
             return latest, True
         if latest is not None and latest.status == "running":
             self.ledger.abandon_unfinished()
         previous = self.ledger.last_done_run()
-        full = self.options.full or previous is None or previous.feed_watermark is None
-        self.stage = "reading the change feed head" if full else "reading the change feed"
-        if full:
-            watermark = self._feed_head()
-            since = None
-        else:
+        last_full = self.ledger.last_done_full_run()
+        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.refresh_days)
+        refresh_due = last_full is None or last_full.finished_at is None or last_full.finished_at <= cutoff
+        full = self.options.full or refresh_due or previous is None or previous.feed_watermark is None
+        if not full:
             assert previous is not None and previous.feed_watermark is not None
-            watermark = previous.feed_watermark
-            since = previous.feed_watermark - timedelta(minutes=self.settings.feed_overlap_minutes)
+            run = self.ledger.start_run(
+                mode="incremental",
+                endpoint=self.client.endpoint,
+                roots=self.roots,
+                config=self.provenance,
+                feed_watermark=previous.feed_watermark,
+                feed_since=previous.feed_watermark - timedelta(minutes=self.settings.feed_overlap_minutes),
+            )
+            self._notify(f"crawl {run.crawl_id}: the change feed since {run.feed_since:%Y-%m-%d %H:%M} UTC")
+            return run, False
+        self.stage = "reading the change feed head"
+        watermark = self._feed_head()
+        self.fetched_roots = self._fetch_roots(skip=set())
+        choice = self._choose(self.fetched_roots)
         run = self.ledger.start_run(
-            mode="full" if full else "incremental",
+            mode="full",
             endpoint=self.client.endpoint,
             roots=self.roots,
             config=self.provenance,
             feed_watermark=watermark,
-            feed_since=since,
+            feed_since=None,
+            strategy=choice.strategy,
+            strategy_plan=choice.as_json(),
         )
+        why = "first crawl" if previous is None else "asked for" if self.options.full else "refresh due"
+        self._notify(f"crawl {run.crawl_id}: full ({why}) by {choice.reason}")
         return run, False
+
+    def _choose(self, roots: list[ModelSnapshot]) -> StrategyChoice:
+        settings = self.settings
+        learned = self.index.learned_hub_models()
+        walk_cost = estimate_walk(roots, tree_size=self.ledger.tree_size(), page_size=settings.page_size)
+        scan_cost = estimate_scan(
+            hub_models=learned or settings.hub_models,
+            learned=learned is not None,
+            n_roots=len(self.roots),
+            page_size=settings.page_size,
+        )
+        return choose_strategy(settings.strategy, walk_cost, scan_cost)
 
     def _feed_head(self) -> datetime | None:
         """The newest lastModified on the Hub: where the next incremental crawl reads back to."""
         for page in self.client.list_pages(sort="lastModified", fields=("lastModified",), limit=1):
-            for item in page:
-                return _parse_time(item.get("lastModified"))
+            for item in page.items:
+                return feed.parse_time(item.get("lastModified"))
             break
         return None
 
-    # -- planning -------------------------------------------------------------------------------
-
-    def _full_tasks(self, run: CrawlRun) -> deque[_Task]:
+    def _fetch_roots(self, *, skip: set[str]) -> list[ModelSnapshot]:
+        """The roots from their detail route (which alone gives `childrenModelCount`)."""
         self.stage = "fetching roots"
+        found: list[ModelSnapshot] = []
         for root in self.roots:
-            if root in self.seen:
+            if root in skip:
                 continue
-            item = self.client.model(root, LINEAGE_FIELDS)
+            item = self.client.model(root, DETAIL_FIELDS)
             if item is None:
                 self.missing_roots.append(root)
                 log.warning("root %s does not exist on the Hub; it is skipped", root)
                 continue
-            self._accept(parse_model(item))
-        if len(self.missing_roots) == len(self.roots):
+            found.append(parse_model(item))
+        if not found and not skip & set(self.roots):
             raise CrawlError(
                 "none of the roots exists on the Hub: " + ", ".join(self.roots),
                 hint="check the ids in [crawl] roots or --root, and HF_ENDPOINT",
             )
-        self._flush(force=True)
-        return self._pending_tasks(run)
+        return found
 
-    def _pending_tasks(
-        self, run: CrawlRun, *, new_in: tuple[int, ...] = (), new_created_before: datetime | None = None
-    ) -> deque[_Task]:
-        """Listings still owed: for the models this run has seen (all of them on a fresh full run),
-        or with `new_in`, for the models those runs brought into the tree."""
-        tasks: deque[_Task] = deque()
-        for repo_id, counts in self.ledger.children_counts_in_run(
-            run.crawl_id, new_in=new_in, new_created_before=new_created_before
-        ):
-            relations = RELATIONS if counts is None else [r for r in RELATIONS if counts.get(r, 0) > 0]
-            tasks.extend(_Task(repo_id, r) for r in relations if (repo_id, r) not in self.listed)
-        return tasks
+    # -- incremental ----------------------------------------------------------------------------
 
-    def _incremental_tasks(self, run: CrawlRun) -> deque[_Task]:
+    def _incremental(self, run: CrawlRun) -> None:
         assert run.feed_since is not None
         # Runs that never completed since the last one that did: what they let into the tree still
-        # counts as new, so the listings they owed are made now.
+        # counts as new, so the subtrees they owed are brought in now.
         unfinished = tuple(sorted({*self.unfinished, run.crawl_id}))
         self.known = self.ledger.current_models(before_crawls=unfinished)
-        self.stage = "reading the change feed"
-        feed: dict[str, ModelSnapshot] = {}
-        newest: datetime | None = None
-        for page in self.client.list_pages(sort="lastModified", fields=LINEAGE_FIELDS):
-            stop = False
-            for item in page:
-                try:
-                    snapshot = parse_model(item)
-                except HubError as err:
-                    # The feed covers the whole Hub: one malformed stranger must not stop the crawl.
-                    self.skipped_items += 1
-                    log.warning("skipping a model in the change feed: %s", strip_control(str(err)))
-                    continue
-                if snapshot.last_modified is not None and newest is None:
-                    newest = snapshot.last_modified
-                if snapshot.last_modified is None or snapshot.last_modified < run.feed_since:
-                    stop = True
-                    break
-                feed[snapshot.repo_id] = snapshot
-            self._report()
-            self._check_stop()
-            if stop:
-                break
-        if newest is not None:
-            self.ledger.set_watermark(run.crawl_id, max(newest, run.feed_watermark or newest))
-
-        # Which feed models belong to the tree: those already in it, and those whose declared
-        # parents are (to a fixpoint, so that a new chain A -> B -> C joins whole).
-        in_tree = set(self.known) | set(self.roots)
-        accepted: list[ModelSnapshot] = []
-        waiting = dict(feed)
-        progressed = True
-        while progressed:
-            progressed = False
-            for repo_id, snapshot in list(waiting.items()):
-                if repo_id in in_tree or any(e.parent in in_tree for e in snapshot.parents):
-                    in_tree.add(repo_id)
-                    accepted.append(snapshot)
-                    del waiting[repo_id]
-                    progressed = True
-        # What an interrupted attempt of this run had brought in but not listed yet.
-        tasks = self._pending_tasks(run, new_in=unfinished, new_created_before=run.feed_since)
+        indexed = self.index.complete()
+        accepted = feed.read_changes(self, run, keep_index=indexed)
+        joined = [s for s in accepted if s.repo_id not in self.known]
         for snapshot in accepted:
-            joined = snapshot.repo_id not in self.known
-            self._accept(snapshot)
-            # A model that existed before the feed window and joined now brings children the feed
-            # does not show: list them. A brand-new model's children are all newer, so in the feed.
-            created = snapshot.created_at
-            if joined and snapshot.has_children and (created is None or created < run.feed_since):
-                tasks.extend(
-                    _Task(snapshot.repo_id, r)
-                    for r in snapshot.relations_with_children()
-                    if (snapshot.repo_id, r) not in self.listed
+            self.accept(snapshot)
+
+        # Roots new to the tree are crawled from.
+        new_roots = self._fetch_roots(skip=set(self.known) | self.seen | set(self.missing_roots))
+        for snapshot in new_roots:
+            self.accept(snapshot)
+        self.flush(force=True)
+
+        if indexed:
+            # Every subtree that joined is in the index: no request.
+            seeds = [s.repo_id for s in joined] + [s.repo_id for s in new_roots]
+            seeds += self.ledger.brought_in(unfinished)
+            self.materialize(self.index.descendants(seeds, known=set(self.known)))
+            return
+        # A model that existed before the feed's window and joined now brings children the feed does
+        # not show: walk its subtree. A brand-new model's children are all newer, so in the feed.
+        seeds = [s.repo_id for s in joined if s.created_at is None or s.created_at < run.feed_since] + [
+            s.repo_id for s in new_roots
+        ]
+        seeds += self.ledger.brought_in(unfinished, created_before=run.feed_since)
+        walk.walk(self, [s for s in dict.fromkeys(seeds) if s not in self.listed])
+
+    # -- what the crawl did not meet --------------------------------------------------------------
+
+    def _confirm_vanished(self, run: CrawlRun) -> None:
+        """Ask the Hub about each model of the store this full crawl did not meet.
+
+        Only a "not found" (404, or 401 without a token) removes a model; a redirect says it was
+        renamed. A model that still exists is stored as it is now, and its declared parents decide
+        whether it stays in the tree. A 429, a 5xx or a network failure is no evidence: the model
+        stays as it was, and the next full crawl asks again.
+        """
+        vanished = self.ledger.vanished(run.crawl_id)
+        self.stage = f"asking the Hub about {len(vanished)} models the crawl did not meet"
+        for repo_id in vanished:
+            self.check_stop()
+            try:
+                item = self.client.model(repo_id, LISTING_FIELDS)
+            except HubError as err:
+                self.confirmed["unconfirmed"] += 1
+                log.warning("could not confirm whether %s still exists: %s", strip_control(repo_id), err)
+                continue
+            if item is None:
+                self.confirmed["deleted"] += 1
+                self.buffer.removals.append(
+                    Removal(repo_id, "deleted", "not found on the Hub (404, or 401 without a token)")
                 )
-
-        # New roots are crawled from; known ones have their metadata refreshed on the slow cycle.
-        self.stage = "fetching roots"
-        cutoff = datetime.now(timezone.utc) - timedelta(days=self.settings.refresh_days)
-        for root in self.roots:
-            known_root = self.known.get(root)
-            fresh = known_root is not None and known_root.stats_at is not None and known_root.stats_at >= cutoff
-            if fresh or root in self.seen:
-                continue
-            root_item = self.client.model(root, LINEAGE_FIELDS)
-            if root_item is None:
-                self.missing_roots.append(root)
-                continue
-            tasks.extend(self._accept(parse_model(root_item), explore=known_root is None))
-
-        due = [pair for pair in self.ledger.listings_due(cutoff) if pair not in self.listed]
-        if due:
-            self.known_children = {}
-            for child, known in self.known.items():
-                for parent, relation in known.parents:
-                    self.known_children.setdefault((parent, relation), set()).add(child)
-            self.refresh_tasks = set(due)
-            tasks.extend(_Task(repo_id, relation) for repo_id, relation in due)
-        self._flush(force=True)
-        return tasks
-
-    # -- execution ------------------------------------------------------------------------------
-
-    def _execute(self, tasks: deque[_Task]) -> None:
-        self.stage = "listing children"
-        unique: dict[tuple[str, str], _Task] = {}
-        for task in tasks:
-            unique.setdefault((task.repo_id, task.relation), task)
-        tasks = deque(unique.values())
-        queued = set(unique)
-        consecutive_failures = 0
-        in_flight: dict[Future[list[dict[str, Any]]], _Task] = {}
-        pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="crawl")
-        finished = False
-        try:
-            while tasks or in_flight:
-                while tasks and len(in_flight) < self.settings.concurrency:
-                    task = tasks.popleft()
-                    in_flight[pool.submit(self._list_children, task)] = task
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = in_flight.pop(future)
-                    try:
-                        children = future.result()
-                    except HubError as err:
-                        consecutive_failures += 1
-                        task.attempts += 1
-                        if task.attempts < LISTING_ATTEMPTS:
-                            tasks.append(task)
-                        else:
-                            self.failed.append((task, str(err)))
-                        if consecutive_failures >= self.settings.max_consecutive_failures:
-                            raise
+            else:
+                new_id = item.get("id")
+                if isinstance(new_id, str) and new_id != repo_id:
+                    self.confirmed["renamed"] += 1
+                    self.buffer.removals.append(Removal(repo_id, "renamed", f"renamed to {new_id}"))
+                    if new_id in self.seen:
                         continue
-                    consecutive_failures = 0
-                    for new_task in self._take_listing(task, children):
-                        key = (new_task.repo_id, new_task.relation)
-                        if key not in queued:
-                            queued.add(key)
-                            tasks.append(new_task)
-                    self._flush()
-                    self._report(pending=len(tasks) + len(in_flight))
-                    self._check_stop()
-            finished = True
-        finally:
-            # On an error or Ctrl-C, do not wait for requests still in flight: what they would
-            # bring is listed again by the resumed crawl.
-            pool.shutdown(wait=finished, cancel_futures=True)
+                else:
+                    self.confirmed["still_there"] += 1
+                try:
+                    self.accept(parse_model(item))
+                except HubError as err:
+                    # It exists; its metadata does not parse: keep what the store has.
+                    self.skipped_items += 1
+                    log.warning("keeping %s as stored: %s", strip_control(repo_id), strip_control(str(err)))
+            self.flush()
+            self.report()
 
-    def _check_stop(self) -> None:
+    # -- shared by the walk, the scan and the feed ------------------------------------------------
+
+    def accept(self, snapshot: ModelSnapshot) -> None:
+        """Buffer a snapshot for the store."""
+        self.seen.add(snapshot.repo_id)
+        self.buffer.snapshots.append(snapshot)
+
+    def materialize(self, repo_ids: Iterable[str]) -> None:
+        """Store the snapshots the Hub-wide index holds of these models (no request)."""
+        wanted = [r for r in repo_ids if r not in self.seen]
+        self.stage = f"storing {len(wanted)} models from the Hub-wide index"
+        for batch in self.index.raws(wanted):
+            for repo_id, raw in batch:
+                try:
+                    self.accept(parse_stored(raw))
+                except HubError as err:
+                    self.skipped_items += 1
+                    log.warning("skipping %s: %s", strip_control(repo_id), strip_control(str(err)))
+            self.flush()
+            self.report()
+
+    def check_stop(self) -> None:
         if self.options.should_stop is not None and self.options.should_stop():
             raise StopRequested("the crawl was asked to stop; the next crawl resumes it")
 
-    def _list_children(self, task: _Task) -> list[dict[str, Any]]:
-        children: list[dict[str, Any]] = []
-        for page in self.client.list_pages(
-            filters=(f"base_model:{task.relation}:{task.repo_id}",), fields=LINEAGE_FIELDS
-        ):
-            children.extend(page)
-        return children
-
-    def _take_listing(self, task: _Task, children: list[dict[str, Any]]) -> Iterable[_Task]:
-        """Record one complete listing; yield the listings it makes necessary."""
-        found: set[str] = set()
-        new_tasks: list[_Task] = []
-        for item in children:
-            if isinstance(item, dict) and isinstance(item.get("id"), str):
-                found.add(item["id"])  # listed, so it exists, even if its metadata does not parse
-            try:
-                snapshot = parse_model(item)
-            except HubError as err:
-                self.skipped_items += 1
-                log.warning("skipping a child of %s: %s", strip_control(task.repo_id), strip_control(str(err)))
-                continue
-            if snapshot.repo_id in self.seen:
-                continue
-            # In an incremental crawl only models new to the tree have unknown subtrees.
-            explore = self.full or snapshot.repo_id not in self.known
-            new_tasks.extend(self._accept(snapshot, explore=explore))
-        key = (task.repo_id, task.relation)
-        self.listed.add(key)
-        self.buffer.listings.append(Listing(task.repo_id, task.relation, _now(), len(children)))
-        if key in self.refresh_tasks and self.known_children is not None:
-            for child in self.known_children.get(key, set()) - found:
-                if child not in self.seen:
-                    self.buffer.unlisted.append(child)
-        return new_tasks
-
-    def _accept(self, snapshot: ModelSnapshot, *, explore: bool = False) -> list[_Task]:
-        """Buffer a snapshot; with `explore`, return the listings of its children still owed."""
-        self.seen.add(snapshot.repo_id)
-        self.buffer.snapshots.append(snapshot)
-        if not explore:
-            return []
-        return [
-            _Task(snapshot.repo_id, relation)
-            for relation in snapshot.relations_with_children()
-            if (snapshot.repo_id, relation) not in self.listed
-        ]
-
-    # -- writes and progress --------------------------------------------------------------------
-
-    def _flush(self, *, force: bool = False, quiet: bool = False) -> None:
+    def flush(self, *, force: bool = False, quiet: bool = False) -> None:
         buffer = self.buffer
         due = len(buffer) >= self.settings.flush_rows or time.monotonic() - buffer.last_flush >= FLUSH_INTERVAL_S
         if not len(buffer) and not force:
@@ -462,7 +422,7 @@ class _Crawl:
                 self.run_row.crawl_id,
                 buffer.snapshots,
                 buffer.listings,
-                unlisted=buffer.unlisted,
+                removals=buffer.removals,
                 requests=requests,
             )
         except Exception:
@@ -471,35 +431,33 @@ class _Crawl:
                 return
             raise
         self.requests_flushed += requests
-        self.buffer = _Buffer()
+        self.buffer = Buffer()
 
     def _unflushed_requests(self) -> int:
         return self.client.requests - self.requests_flushed
 
-    def _report(self, pending: int = 0) -> None:
+    def report(self, pending: int = 0) -> None:
         if self.options.progress is None or self.run_row is None:
             return
         self.options.progress(
             CrawlProgress(
-                mode=self.run_row.mode,
+                mode=self.run_row.mode if self.run_row.strategy is None else f"full, {self.run_row.strategy}",
                 listed=len(self.listed),
                 pending=pending,
                 models_seen=len(self.seen),
                 requests=self.client.requests,
                 failed=len(self.failed),
                 stage=self.stage,
+                pages=self.pages,
+                pages_expected=self.pages_expected,
             )
         )
 
+    def _notify(self, line: str) -> None:
+        log.info("%s", line)
+        if self.options.notify is not None:
+            self.options.notify(line)
 
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+def _describe_mode(run: CrawlRun) -> str:
+    return run.mode if run.strategy is None else f"{run.mode}, by {run.strategy}"

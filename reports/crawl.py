@@ -17,12 +17,31 @@ def render_crawl_summary(summary: dict[str, Any], *, fmt: str = "table") -> None
 
     console = make_console()
     totals = summary["totals"]
+    strategy = summary.get("strategy") or {}
+    mode = summary.get("mode", "?") + (f", by {strategy['strategy']}" if strategy.get("strategy") else "")
     console.print(
-        f"crawl {summary['crawl_id']} ({summary.get('mode', '?')}"
+        f"crawl {summary['crawl_id']} ({safe_text(mode)}"
         f"{', resumed' if summary.get('resumed') else ''}): "
         f"{totals['models_in_tree']} models and {totals['edges_in_tree']} edges in the tree; "
         f"{summary['requests']} requests"
     )
+    if strategy.get("reason"):
+        console.print(f"strategy: {safe_text(strategy['reason'])}")
+    scan = summary.get("scan")
+    if scan:
+        console.print(
+            f"scan: {scan['pages']:,} pages, {scan['hub_models']:,} models on the Hub,"
+            f" {scan['indexed']:,} of them naming a base model"
+        )
+    quota_line = describe_quota(summary.get("quota"))
+    if quota_line:
+        console.print(quota_line)
+    confirmed = summary.get("confirmed") or {}
+    if confirmed:
+        console.print(
+            "models the crawl did not meet, asked on their detail route: "
+            + ", ".join(f"{n} {safe_text(k).replace('_', ' ')}" for k, n in confirmed.items())
+        )
 
     table = Table(title="Models and edges by family and relation", title_justify="left")
     for column in ("family", "relation"):
@@ -64,3 +83,23 @@ def render_crawl_summary(summary: dict[str, Any], *, fmt: str = "table") -> None
         console.print(f"lineage defects in the store: {defects}")
     if summary.get("missing_roots"):
         console.print("roots not found on the Hub: " + ", ".join(safe_text(r) for r in summary["missing_roots"]))
+
+
+def describe_quota(quota: dict[str, Any] | None) -> str:
+    """One line on the Hub's rate limit as the crawl met it.
+
+    >>> describe_quota({"bucket": "api", "quota": 1000, "window_s": 300, "lowest_remaining": 12,
+    ...                 "pauses": 1, "paused_s": 41.5, "rate_limited": 0})
+    'api quota 1,000 per 300 s: lowest left 12; paused 1 time (41.5 s) for the window to reset; 0 answered 429'
+    """
+    if not quota:
+        return ""
+    bucket = quota["bucket"]
+    if quota.get("quota") is None:
+        head = f"{bucket} quota not announced by the Hub"
+    else:
+        head = f"{bucket} quota {quota['quota']:,} per {quota['window_s']} s: lowest left {quota['lowest_remaining']}"
+    pauses = quota.get("pauses", 0)
+    plural = "s" if pauses != 1 else ""
+    waited = f"; paused {pauses} time{plural} ({quota.get('paused_s', 0)} s) for the window to reset"
+    return head + (waited if pauses else "; never paused") + f"; {quota.get('rate_limited', 0)} answered 429"

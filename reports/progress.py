@@ -58,8 +58,12 @@ class CrawlProgressDisplay(LiveLine):
     """The crawl's progress callback."""
 
     def __call__(self, progress: Any) -> None:
+        if progress.pages:
+            expected = f" of about {progress.pages_expected:,}" if progress.pages_expected else ""
+            work = f"{progress.pages:,} pages{expected} read"
+        else:
+            work = f"{progress.listed} listings done, {progress.pending} pending"
         self.show(
-            f"crawl ({progress.mode}): {progress.stage}; {progress.models_seen} models seen,"
-            f" {progress.listed} listings done, {progress.pending} pending,"
+            f"crawl ({progress.mode}): {progress.stage}; {progress.models_seen} models seen, {work},"
             f" {progress.requests} requests" + (f", {progress.failed} failed" if progress.failed else "")
         )

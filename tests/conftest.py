@@ -18,7 +18,7 @@ import pytest
 
 from auditor.config import ResolvedConfig, load_config
 from auditor.simhub import SimHub, World, WorldSpec, build_world
-from auditor.store import Store
+from auditor.store import Store, tree_digest
 from crawlers import CrawlOptions, CrawlResult, crawl_lineage
 
 # huggingface_hub reads HF_HOME once, when it is imported: set it before any test imports it, so
@@ -59,8 +59,16 @@ def hub(world: World) -> Iterator[SimHub]:
 
 
 def sim_config(hub: SimHub, **flags: Any) -> ResolvedConfig:
-    """Config pointing at `hub`, with fast retries (the backoff policy itself is the client's)."""
-    base: dict[str, Any] = {"hub.endpoint": hub.url, "hub.backoff_s": 0.01, "crawl.concurrency": 4}
+    """Config pointing at `hub`, with fast retries (the backoff policy itself is the client's).
+
+    `auto` is told the simulated Hub's true size (a real Hub's is learned by the first scan).
+    """
+    base: dict[str, Any] = {
+        "hub.endpoint": hub.url,
+        "hub.backoff_s": 0.01,
+        "crawl.concurrency": 4,
+        "crawl.hub_models": max(1, len(hub.world.models)),
+    }
     base.update(flags)
     return load_config(flags=base)
 
@@ -79,6 +87,12 @@ def stored_lineage(store_path: Path) -> tuple[set[str], set[tuple[str, str, str]
             " WHERE m.removed_at IS NULL"
         )
     return {r[0] for r in rows}, {(c, p, r) for c, p, r in edges}, {r[0]: r[1] for r in rows}
+
+
+def store_digest(store_path: Path) -> str:
+    """The digest of a store's `models` and `lineage` tables (`auditor.store.tree_digest`)."""
+    with Store.open(store_path, read_only=True) as store:
+        return tree_digest(store)
 
 
 def assert_matches_truth(store_path: Path, world: World) -> None:

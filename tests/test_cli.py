@@ -87,6 +87,8 @@ def test_crawl_command_against_a_simulated_hub(tmp_path: Path) -> None:
         summary = json.loads(done.stdout)
         assert summary["mode"] == "full" and summary["totals"]["models_in_tree"] == len(world.truth().nodes)
         assert summary["requests"] == hub.stats.total
+        # It says how it learned the tree and why, on stderr, beside its progress.
+        assert f"crawl 1: full (first crawl) by {summary['strategy']['strategy']} (cheaper)" in done.stderr
         table = _run("crawl", "--store", str(tmp_path / "s.duckdb"), env={"HF_ENDPOINT": hub.url})
     assert table.returncode == 0 and "crawl 2 (incremental)" in table.stdout
     info = _run("store", "info", "--store", str(tmp_path / "s.duckdb"), "--format", "json")
@@ -107,9 +109,10 @@ def test_crawl_of_a_builtin_simulated_hub_needs_no_network(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stderr
     world = build_world(WorldSpec(size=300, seed=1))
-    assert json.loads(done.stdout)["totals"]["models_in_tree"] == len(
-        world.truth(("microsoft/Phi-3.5-mini-instruct",)).nodes
-    )
+    summary = json.loads(done.stdout)
+    assert summary["totals"]["models_in_tree"] == len(world.truth(("microsoft/Phi-3.5-mini-instruct",)).nodes)
+    # One page holds this whole Hub: reading it costs less than listing the tree's models one by one.
+    assert summary["strategy"]["strategy"] == "scan" and summary["scan"]["hub_models"] == 300
 
 
 def test_errors_are_one_screen_with_a_hint(tmp_path: Path) -> None:
@@ -163,13 +166,14 @@ def test_sim_serve_prints_its_url_and_serves() -> None:
     assert hub.process.returncode is not None
 
 
-def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) -> None:
-    spec = "size=4000,seed=6"
+def test_a_walk_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) -> None:
+    # A scan killed at random points: tests/crawlers/test_scan_recovery.py.
+    spec = "size=1500,seed=6"
     store_path = tmp_path / "s.duckdb"
     with simhub_process(spec) as hub:
         # Slow the Hub down so that the kill lands mid-crawl.
         hub.admin("/_sim/faults", [{"kind": "slow", "path": "/api/models", "every": 1, "delay_s": 0.03}])
-        env = {**os.environ, "HF_ENDPOINT": hub.url, "AUDITOR_CRAWL_CONCURRENCY": "2"}
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "AUDITOR_CRAWL_CONCURRENCY": "2", "AUDITOR_CRAWL_STRATEGY": "walk"}
         crawler = subprocess.Popen(
             [sys.executable, "-m", "auditor", "crawl", "--store", str(store_path)],
             env=env,
@@ -192,10 +196,13 @@ def test_a_crawl_killed_with_sigkill_is_completed_by_the_next(tmp_path: Path) ->
             status, kept = store.query("SELECT status, (SELECT count(*) FROM models) FROM crawl_runs")[0]
         assert status == "running" and kept > 10
 
-        finished = _run("crawl", "--store", str(store_path), "--format", "json", env={"HF_ENDPOINT": hub.url})
+        finished = _run(
+            "crawl", "--store", str(store_path), "--strategy", "scan", "--format", "json", env={"HF_ENDPOINT": hub.url}
+        )
         assert finished.returncode == 0, finished.stderr
         summary = json.loads(finished.stdout)
         assert summary["resumed"] is True and summary["crawl_id"] == 1
+        assert summary["strategy"]["strategy"] == "walk"  # resumed the way it began
         served = hub.admin("/_sim/stats")["total"]
         fresh = _run("crawl", "--store", str(tmp_path / "clean.duckdb"), env={"HF_ENDPOINT": hub.url})
         assert fresh.returncode == 0

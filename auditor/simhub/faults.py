@@ -5,7 +5,8 @@ failure. A rule fires on every `every`-th matching request, or with `probability
 generator, so a test run is repeatable), at most `times` times, sparing the first `after`.
 
     kind        what the client sees
-    rate_limit  429 with Retry-After and RateLimit headers (`"api";r=0;t=<retry_after>`)
+    rate_limit  429 whose RateLimit header says the window is spent (`"api";r=0;t=<retry_after>`),
+                with no Retry-After, as the Hub's 429s (the client waits t + 1 seconds)
     server      a 5xx status (`status`, 500 by default)
     drop        the connection closes before any response is sent
     truncate    headers announce the full body, half of it arrives, the connection closes

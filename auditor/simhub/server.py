@@ -2,31 +2,41 @@
 
 The real `huggingface_hub` client talks to it unchanged through `HF_ENDPOINT`. It serves:
 
-    GET  /api/models                          filter (ANDed), search, author, sort, limit, expand, full;
-                                              pages of at most 1000 with a `Link: <...>; rel="next"` header
+    GET  /api/models                          filter (ANDed), search, author, sort, limit, cursor, expand,
+                                              full, cardData, config; pages of at most 1000 in the Hub's
+                                              keyset order, with `Link: <...>; rel="next"` (see listing.py)
     GET  /api/models/{id}[/revision/{rev}]    one model (all fields, or `expand`)
     GET  /api/models/{id}/tree/{rev}[/{path}] the file listing (`recursive=true`)
     HEAD|GET /{id}/resolve/{rev}/{path}       file bytes with ETag, X-Repo-Commit, X-Linked-* headers
     ... and the same under /api/datasets and /datasets for dataset repos.
 
-Gated repos serve metadata to anyone and files only to tokens whose owner accepted the licence
-(401 without a token, 403 with one that did not). Unknown repos answer 401 without a token and
-404 with one, with the `X-Error-Code` headers the client turns into typed errors.
+It is at least as strict as the Hub wherever the Hub's behaviour is known (each fact is pinned, with
+its source, in tests/auditor/simhub/test_hub_facts.py):
 
-Test-only endpoints live under `/_sim/` and are never counted: `GET /_sim/stats`,
-`POST /_sim/stats/reset`, `POST /_sim/faults` (a JSON list of fault rules), `POST /_sim/evolve`
-(`{"fraction": 0.01, "seed": 1}`), `GET /_sim/truth`.
+- `expand` takes only the values the route accepts on the Hub (`LISTING_EXPAND`, `DETAIL_EXPAND`);
+  one other value answers 400 to the whole request. Accepted values the sim has no data for are
+  omitted from the answer, as the Hub omits absent fields. `sort` takes the Hub's five keys; `limit`
+  above 1000 is served as 1000, below 1 or not a number is a 400.
+- A renamed model's old id answers `307` with `Location` on the same path under the new id (detail,
+  revision, tree and resolve routes; the query string is kept); the old id is no longer listed.
+- Gated repos serve metadata to anyone and files only to tokens whose owner accepted the licence
+  (401 without a token, 403 with one that did not). Unknown and deleted repos answer 401 without a
+  token and 404 with one, with the `X-Error-Code` headers the client turns into typed errors.
+- Every response outside `/_sim/` carries `RateLimit` and `RateLimit-Policy` for its bucket (see
+  ratelimit.py); a spent window answers 429 without `Retry-After`.
+
+Test-only endpoints live under `/_sim/`, are never counted and carry no rate-limit headers:
+`GET /_sim/stats`, `POST /_sim/stats/reset`, `POST /_sim/faults` (a JSON list of fault rules),
+`POST /_sim/evolve` (`{"fraction": 0.01, "seed": 1}`), `GET /_sim/truth`, `GET /_sim/ratelimit`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import socket
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import datetime
@@ -36,9 +46,50 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from auditor.lineage import RELATIONS
 from auditor.simhub.faults import FaultPlan, FaultRule, RequestStats
-from auditor.simhub.world import SimFile, SimRepo, World, generated_files
+from auditor.simhub.listing import PAGE_MAX, SORT_KEYS, Keyset, ListingIndex, trending_score
+from auditor.simhub.ratelimit import DEFAULT_RATE_LIMIT, FixedWindows, bucket_of, ratelimit_header
+from auditor.simhub.world import SimFile, SimRepo, World, generated_files, object_id
 
-PAGE_MAX = 1000
+# The `expand` values each route accepts; one value outside them makes the Hub answer 400 to the whole
+# request. The listing's are those of the installed client's `list_models` docstring (huggingface_hub
+# 2.4.0, hf_api.py line 2380); the detail route's are `model_info`'s (hf_api.py line 3179), which adds
+# three: huggingface_hub PR #3182 (https://github.com/huggingface/huggingface_hub/pull/3182) removed
+# `baseModels`, `childrenModelCount` and `usedStorage` from list_models "because they are only accepted
+# when using the /api/models/repo_id endpoint" (the maintainers cite the Hub's listing-route code).
+LISTING_EXPAND: frozenset[str] = frozenset(
+    (
+        "author",
+        "cardData",
+        "config",
+        "createdAt",
+        "disabled",
+        "downloads",
+        "downloadsAllTime",
+        "evalResults",
+        "gated",
+        "gguf",
+        "inference",
+        "inferenceProviderMapping",
+        "lastModified",
+        "library_name",
+        "likes",
+        "mask_token",
+        "model-index",
+        "pipeline_tag",
+        "private",
+        "safetensors",
+        "sha",
+        "siblings",
+        "spaces",
+        "tags",
+        "transformersInfo",
+        "trendingScore",
+        "widgetData",
+        "resourceGroup",
+    )
+)
+DETAIL_EXPAND: frozenset[str] = LISTING_EXPAND | {"baseModels", "childrenModelCount", "usedStorage"}
+
 LIST_DEFAULT_FIELDS = (
     "_id",
     "id",
@@ -51,21 +102,21 @@ LIST_DEFAULT_FIELDS = (
     "library_name",
     "createdAt",
 )
-_SORT_KEYS = {
-    "downloads": lambda r: r.downloads,
-    "likes": lambda r: r.likes,
-    "createdAt": lambda r: r.created_at,
-    "lastModified": lambda r: r.last_modified,
-    "trendingScore": lambda r: r.likes,
-}
+_LIST_FULL_FIELDS = (
+    *LIST_DEFAULT_FIELDS,
+    "author",
+    "sha",
+    "lastModified",
+    "gated",
+    "disabled",
+    "siblings",
+    "cardData",
+    "trendingScore",
+)
 
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-
-
-def _object_id(repo_id: str) -> str:
-    return hashlib.md5(repo_id.encode()).hexdigest()[:24]
 
 
 def _git_oid(content: bytes) -> str:
@@ -73,12 +124,11 @@ def _git_oid(content: bytes) -> str:
 
 
 class HubView:
-    """Renders the world as Hub JSON, with per-version caches of listings."""
+    """Renders the world as Hub JSON; `listings` orders and pages it."""
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self._cache: OrderedDict[tuple[Any, ...], list[str]] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self.listings = ListingIndex(world)
 
     def model_json(
         self, repo: SimRepo, fields: Iterable[str] | None, sha: str | None = None, *, blobs: bool = False
@@ -91,7 +141,7 @@ class HubView:
         def want(name: str) -> bool:
             return wanted is None or name in wanted
 
-        out: dict[str, Any] = {"_id": _object_id(repo.repo_id), "id": repo.repo_id}
+        out: dict[str, Any] = {"_id": repo.object_id, "id": repo.repo_id}
         if wanted is None or "modelId" in wanted:
             out["modelId"] = repo.repo_id
         if want("author"):
@@ -115,7 +165,7 @@ class HubView:
         if want("likes"):
             out["likes"] = repo.likes
         if want("trendingScore"):
-            out["trendingScore"] = repo.likes // 10
+            out["trendingScore"] = trending_score(repo)
         if want("library_name") and repo.library_name:
             out["library_name"] = repo.library_name
         if want("pipeline_tag") and repo.pipeline_tag:
@@ -135,7 +185,7 @@ class HubView:
         if want("baseModels") and repo.declared and repo.relation:
             out["baseModels"] = {
                 "relation": repo.relation,
-                "models": [{"_id": _object_id(p), "id": p} for p in repo.declared],
+                "models": [{"_id": self._declared_oid(p), "id": p} for p in repo.declared],
             }
         if want("childrenModelCount"):
             out["childrenModelCount"] = world.children_count(repo.repo_id)
@@ -159,7 +209,7 @@ class HubView:
     def dataset_json(self, repo: SimRepo, sha: str | None = None) -> dict[str, Any]:
         sha = sha or repo.sha
         return {
-            "_id": _object_id("datasets/" + repo.repo_id),
+            "_id": object_id("datasets/" + repo.repo_id),
             "id": repo.repo_id,
             "author": repo.author,
             "sha": sha,
@@ -175,36 +225,10 @@ class HubView:
             "siblings": [{"rfilename": path} for path in sorted(generated_files(self.world, repo, sha))],
         }
 
-    def matching_ids(
-        self, filters: tuple[str, ...], author: str | None, search: str | None, sort: str | None
-    ) -> list[str]:
-        world = self.world
-        key = (world.version, filters, author, search, sort)
-        with self._cache_lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        with world.lock:
-            if filters:
-                sets = sorted((world.with_tag(f) for f in filters), key=len)
-                found = set(sets[0]).intersection(*sets[1:])
-                ids = [i for i in found if not world.models[i].deleted]
-                ids.sort(key=lambda i: world.models[i].created_at)
-            else:
-                ids = world.ordered_ids()
-            if author:
-                ids = [i for i in ids if i.split("/")[0] == author]
-            if search:
-                needle = search.lower()
-                ids = [i for i in ids if needle in i.lower()]
-            if sort:
-                sort_key = _SORT_KEYS[sort]
-                ids.sort(key=lambda i: (sort_key(world.models[i]), i), reverse=True)
-        with self._cache_lock:
-            self._cache[key] = ids
-            while len(self._cache) > 512:
-                self._cache.popitem(last=False)
-        return ids
+    def _declared_oid(self, repo_id: str) -> str:
+        """The `_id` of a declared parent: the model's own when it exists (under that id or renamed)."""
+        repo = self.world.model(self.world.redirect(repo_id) or repo_id)
+        return repo.object_id if repo is not None else object_id(repo_id)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -235,10 +259,18 @@ class _Handler(BaseHTTPRequestHandler):
         hub = self.server.hub
         url = urlsplit(self.path)
         path = url.path
+        # Set per request: a keep-alive connection reuses this handler.
+        self._limit_headers: dict[str, str] = {}
         if path.startswith("/_sim/"):
             self._admin(path)
             return
         route = _route_name(path)
+        window = hub.limiter.take(bucket_of(path))
+        self._limit_headers = window.headers()
+        if not window.admitted:
+            hub.stats.add(route, 429)
+            self._error(429, "RateLimited", f"Rate limit of the {window.bucket!r} bucket reached for this window.")
+            return
         rule = hub.faults.pick(path)
         if rule is not None and rule.kind == "slow":
             time.sleep(rule.delay_s)
@@ -253,32 +285,23 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if rule is not None and rule.kind == "rate_limit":
             hub.stats.add(route, 429)
-            self._error(
-                429,
-                "RateLimited",
-                "You have been rate-limited; retry later.",
-                {"Retry-After": str(rule.retry_after), "RateLimit": f'"api";r=0;t={rule.retry_after}'},
-            )
+            self._limit_headers["RateLimit"] = ratelimit_header(window.bucket, 0, rule.retry_after)
+            self._error(429, "RateLimited", "You have been rate-limited; retry later.")
             return
         if rule is not None and rule.kind == "server":
             hub.stats.add(route, rule.status)
             self._error(rule.status, "InternalError", "Simulated server error")
-            return
-        limited = hub.take_rate_limit(route)
-        if limited is not None:
-            hub.stats.add(route, 429)
-            self._error(
-                429,
-                "RateLimited",
-                "Rate limit exceeded for this window.",
-                {"Retry-After": str(limited), "RateLimit": f'"{_bucket(route)}";r=0;t={limited}'},
-            )
             return
         try:
             status, body, headers = self._handle(path, parse_qs(url.query, keep_blank_values=True), head=head)
         except _HubError as err:
             hub.stats.add(route, err.status)
             self._error(err.status, err.code, err.message)
+            return
+        except _Moved as moved:
+            hub.stats.add(route, 307)
+            location = moved.path + (f"?{url.query}" if url.query else "")
+            self._send(307, b"", {"Location": location}, head=head)
             return
         hub.stats.add(route, status)
         self._send(status, body, headers, head=head, truncate=rule is not None and rule.kind == "truncate")
@@ -287,13 +310,10 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: int, body: bytes, headers: dict[str, str], *, head: bool = False, truncate: bool = False
     ) -> None:
         self.send_response(status)
-        for name, value in headers.items():
+        for name, value in {**headers, **self._limit_headers}.items():
             self.send_header(name, value)
         if "Content-Length" not in headers:
             self.send_header("Content-Length", str(len(body)))
-        limit = self.server.hub.rate_limit
-        if limit is not None and "RateLimit" not in headers:
-            self.send_header("RateLimit-Policy", f'"fixed window";"api";q={limit[0]};w={int(limit[1])}')
         if truncate:
             self.send_header("Connection", "close")
         self.end_headers()
@@ -314,14 +334,9 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.dumps(data, separators=(",", ":")).encode()
         return 200, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})}
 
-    def _error(self, status: int, code: str, message: str, extra: dict[str, str] | None = None) -> None:
+    def _error(self, status: int, code: str, message: str) -> None:
         body = json.dumps({"error": message}).encode()
-        headers = {
-            "Content-Type": "application/json; charset=utf-8",
-            "X-Error-Code": code,
-            "X-Error-Message": message,
-            **(extra or {}),
-        }
+        headers = {"Content-Type": "application/json; charset=utf-8", "X-Error-Code": code, "X-Error-Message": message}
         self._send(status, body, headers, head=self.command == "HEAD")
 
     def _token(self) -> str | None:
@@ -346,51 +361,36 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/datasets":
             data = [view.dataset_json(d) for d in world.datasets.values()]
             return self._json(data)
-        expand = query.get("expand") or query.get("expand[]") or []
-        full = query.get("full", ["false"])[0].lower() in ("true", "1")
+        expand = _expand(query, LISTING_EXPAND)
         sort = query.get("sort", [None])[0]
-        if sort is not None and sort not in _SORT_KEYS:
-            raise _HubError(400, "BadRequest", f"Invalid sort parameter {sort!r}")
+        if sort is not None and sort not in SORT_KEYS:
+            raise _HubError(400, "BadRequest", f'"sort" must be one of [{", ".join(SORT_KEYS)}]')
+        limit = _limit(query.get("limit", [str(PAGE_MAX)])[0])
+        cursor = query.get("cursor", [None])[0]
         try:
-            limit = min(int(query.get("limit", [PAGE_MAX])[0]), PAGE_MAX)
-            offset = _decode_cursor(query.get("cursor", [None])[0])
-        except ValueError:
-            raise _HubError(400, "BadRequest", "Invalid limit or cursor") from None
+            after = Keyset.decode(cursor) if cursor else None
+        except ValueError as err:
+            raise _HubError(400, "BadRequest", str(err)) from None
         filters = tuple(sorted(set(query.get("filter", []))))
-        ids = view.matching_ids(filters, query.get("author", [None])[0], query.get("search", [None])[0], sort)
-        page = ids[offset : offset + max(limit, 1)]
+        listing = view.listings.listing(filters, query.get("author", [None])[0], query.get("search", [None])[0], sort)
+        page, following = listing.page(after, limit)
+        fields: Iterable[str]
         if expand:
-            fields: Iterable[str] | None = expand
-        elif full:
-            fields = (
-                *LIST_DEFAULT_FIELDS,
-                "author",
-                "sha",
-                "lastModified",
-                "gated",
-                "disabled",
-                "siblings",
-                "cardData",
-                "trendingScore",
-            )
+            fields = expand
+        elif _flag(query, "full"):
+            fields = _LIST_FULL_FIELDS
         else:
             fields = LIST_DEFAULT_FIELDS
-        extra = tuple(
-            name
-            for name, flag in (("cardData", "cardData"), ("config", "config"))
-            if query.get(flag, ["false"])[0].lower() in ("true", "1")
-        )
-        if extra and fields is not None:
-            fields = (*fields, *extra)
+        fields = (*fields, *(name for name in ("cardData", "config") if _flag(query, name)))
         data = []
         for repo_id in page:
-            repo = world.models.get(repo_id)
-            if repo is not None and not repo.deleted:
+            repo = world.model(repo_id)
+            if repo is not None:
                 data.append(view.model_json(repo, fields))
         headers = {}
-        if offset + len(page) < len(ids):
+        if following is not None:
             params = [(k, v) for k, values in query.items() if k != "cursor" for v in values]
-            params.append(("cursor", _encode_cursor(offset + len(page))))
+            params.append(("cursor", following.encode()))
             host = self.headers.get("Host", f"127.0.0.1:{self.server.server_port}")
             headers["Link"] = f'<http://{host}{path}?{urlencode(params)}>; rel="next"'
         return self._json(data, headers)
@@ -416,35 +416,47 @@ class _Handler(BaseHTTPRequestHandler):
         parts = rest.split("/")
         world = self.server.hub.view.world
         repos = world.models if repo_type == "model" else world.datasets
+
+        def known(repo_id: str) -> bool:
+            return repo_id in repos or (repo_type == "model" and repo_id in world.redirects)
+
         two = "/".join(parts[:2])
-        if len(parts) >= 2 and two in repos:
+        if len(parts) >= 2 and known(two):
             return two, parts[2:]
-        if parts[0] in repos or (len(parts) >= 2 and parts[1] in markers):
+        if known(parts[0]) or (len(parts) >= 2 and parts[1] in markers):
             return parts[0], parts[1:]
         return two, parts[2:]
 
+    def _follow_rename(self, repo_type: str, repo_id: str, prefix: str, tail: list[str]) -> None:
+        """Answer 307 to the same path under the new id when `repo_id` is a renamed model's old id."""
+        if repo_type != "model":
+            return
+        new_id = self.server.hub.view.world.redirect(repo_id)
+        if new_id is not None:
+            raise _Moved(prefix + "/".join([new_id, *tail]))
+
     def _api_repo(self, repo_type: str, rest: str, query: dict[str, list[str]]) -> tuple[int, bytes, dict[str, str]]:
         repo_id, tail = self._split_repo(repo_type, rest, ("revision", "tree"))
+        self._follow_rename(repo_type, repo_id, f"/api/{repo_type}s/", tail)
         repo = self._repo(repo_type, repo_id)
         view = self.server.hub.view
         if not tail or tail[0] == "revision":
+            expand = _expand(query, DETAIL_EXPAND) if repo_type == "model" else []
             sha = self._revision(repo, "/".join(tail[1:]) if len(tail) > 1 else "main")
             if repo_type == "dataset":
                 return self._json(view.dataset_json(repo, sha))
-            expand = query.get("expand") or query.get("expand[]") or None
-            blobs = query.get("blobs", ["false"])[0].lower() in ("true", "1")
-            return self._json(view.model_json(repo, expand, sha, blobs=blobs))
+            return self._json(view.model_json(repo, expand or None, sha, blobs=_flag(query, "blobs")))
         if tail[0] == "tree" and len(tail) >= 2:
             sha = self._revision(repo, tail[1])
             prefix = "/".join(tail[2:]).strip("/")
-            recursive = query.get("recursive", ["false"])[0].lower() in ("true", "1")
-            return self._json(_tree(generated_files(view.world, repo, sha), prefix, recursive))
+            return self._json(_tree(generated_files(view.world, repo, sha), prefix, _flag(query, "recursive")))
         raise _HubError(404, "NotFound", f"Unknown endpoint {rest}")
 
     def _resolve(self, repo_type: str, rest: str, *, head: bool) -> tuple[int, bytes, dict[str, str]]:
         repo_id, tail = self._split_repo(repo_type, rest, ("resolve",))
         if len(tail) < 3 or tail[0] != "resolve":
             raise _HubError(404, "NotFound", "Not found")
+        self._follow_rename(repo_type, repo_id, "/", tail)
         repo = self._repo(repo_type, repo_id)
         sha = self._revision(repo, tail[1])
         filename = unquote("/".join(tail[2:]))
@@ -511,6 +523,8 @@ class _Handler(BaseHTTPRequestHandler):
             result = asdict(hub.view.world.evolve(payload.get("fraction", 0.01), seed=payload.get("seed")))
         elif path == "/_sim/truth":
             result = truth_figures(hub.view.world)
+        elif path == "/_sim/ratelimit":
+            result = hub.limiter.snapshot()
         else:
             self._error(404, "NotFound", "unknown admin endpoint")
             return
@@ -518,22 +532,45 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, body, headers)
 
 
-def truth_figures(world: World) -> dict[str, Any]:
-    """Size and digests of the truth, and the lower bound of listing requests for a full crawl of it."""
+def truth_figures(world: World, page_size: int = PAGE_MAX) -> dict[str, Any]:
+    """The truth's size and digest, and the fewest requests a full crawl of it can make.
+
+    - `nodes`, `edges`, `digest`: the truth (`World.truth`); `world_models`: live models in all.
+    - `roots`: the watched roots present (a renamed one counts, under its new id).
+    - `walk_bound`: a walk, the fewest requests: one detail request per root, and one
+      `filter=base_model:<id>` listing per node, since a listing cannot tell a leaf (the Hub refuses
+      `expand=childrenModelCount` there) - plus the further pages of nodes with more than
+      `page_size` children. Without such nodes, it is `nodes + roots`.
+    - `scan_pages`: the pages of the whole listing (`ceil(world_models / page_size)`); `scan_bound`:
+      those pages and one detail request per root.
+    - `listing_lower_bound`, `listing_pages`: listings (and their pages) of a walk that knew each
+      node's children per relation, one `filter=base_model:<relation>:<id>` listing per (node,
+      relation) with children. Only the detail route tells that, so it is a floor, not a target.
+
+    >>> truth_figures(build_world(WorldSpec(size=2000, seed=1)))["walk_bound"]   # doctest: +SKIP
+    """
     truth = world.truth()
-    lower_bound = 0
-    pages = 0
+    roots = sum(1 for r in world.roots if world.model(world.redirect(r) or r) is not None)
+    lower_bound = pages = walk = 0
     for node in truth.nodes:
-        for relation, n in world.children_count(node).items():
+        counts = world.children_count(node)
+        walk += max(1, -(-sum(counts.values()) // page_size))
+        for relation, n in counts.items():
             if relation in RELATIONS and n:
                 lower_bound += 1
-                pages += -(-n // PAGE_MAX)
+                pages += -(-n // page_size)
+    live = sum(1 for _ in world.live_models())
+    scan_pages = -(-live // page_size)
     return {
         "nodes": len(truth.nodes),
         "edges": len(truth.edges),
+        "roots": roots,
+        "walk_bound": walk + roots,
+        "scan_pages": scan_pages,
+        "scan_bound": scan_pages + roots,
         "listing_lower_bound": lower_bound,
         "listing_pages": pages,
-        "world_models": sum(1 for _ in world.live_models()),
+        "world_models": live,
         "digest": lineage_digest(truth.nodes, truth.edges),
     }
 
@@ -609,27 +646,40 @@ def _route_name(path: str) -> str:
     return "resolve"
 
 
-def _bucket(route: str) -> str:
-    return "resolvers" if route == "resolve" else "api"
+def _flag(query: dict[str, list[str]], name: str) -> bool:
+    return query.get(name, ["false"])[0].lower() in ("true", "1")
 
 
-def _encode_cursor(offset: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode()
+def _expand(query: dict[str, list[str]], accepted: frozenset[str]) -> list[str]:
+    """The `expand` values asked for; 400 for the whole request when one is not `accepted`."""
+    values = query.get("expand", []) + query.get("expand[]", [])
+    if any(value not in accepted for value in values):
+        raise _HubError(400, "BadRequest", f'"expand" must be one of [{", ".join(sorted(accepted))}]')
+    return values
 
 
-def _decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
+def _limit(text: str) -> int:
     try:
-        return int(json.loads(base64.urlsafe_b64decode(cursor.encode()))["o"])
-    except Exception as err:
-        raise ValueError("bad cursor") from err
+        limit = int(text)
+    except ValueError:
+        raise _HubError(400, "BadRequest", f'"limit" must be an integer, not {text[:20]!r}') from None
+    if limit < 1:
+        raise _HubError(400, "BadRequest", f'"limit" must be at least 1, not {limit}')
+    return min(limit, PAGE_MAX)
 
 
 class _HubError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+class _Moved(Exception):
+    """A renamed repo: answer 307 to `path` (the query string is added by the dispatcher)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.path = path
 
 
 class _Server(ThreadingHTTPServer):
@@ -651,8 +701,12 @@ class _Server(ThreadingHTTPServer):
 class SimHub:
     """The simulated Hub on loopback. A context manager; `url` is what HF_ENDPOINT should be.
 
-    `rate_limit=(q, w)` enforces a fixed window of q requests per w seconds per bucket (api,
-    resolvers), answering 429 with the Hub's headers once a window is spent.
+    `rate_limit=(q, w)` is a fixed window of q requests per w seconds per bucket (api, resolvers,
+    pages), always enforced and announced on every response; `None` means `DEFAULT_RATE_LIMIT`, a
+    window no test meets by accident.
+
+    >>> with SimHub(build_world(WorldSpec(size=200)), rate_limit=(500, 300)) as hub:   # doctest: +SKIP
+    ...     HfApi(endpoint=hub.url).model_info("google/gemma-2b")
     """
 
     def __init__(
@@ -666,9 +720,8 @@ class SimHub:
         self.view = HubView(world)
         self.faults = FaultPlan()
         self.stats = RequestStats()
-        self.rate_limit = rate_limit
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._window_lock = threading.Lock()
+        self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
+        self.limiter = FixedWindows(*self.rate_limit)
         self._server = _Server((host, port), _Handler)
         self._server.hub = self
         self._thread: threading.Thread | None = None
@@ -682,29 +735,14 @@ class SimHub:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def take_rate_limit(self, route: str) -> int | None:
-        """Count a request against its window; seconds until reset when the window is spent."""
-        if self.rate_limit is None:
-            return None
-        quota, window = self.rate_limit
-        bucket = _bucket(route)
-        now = time.monotonic()
-        with self._window_lock:
-            start, used = self._windows.get(bucket, (now, 0))
-            if now - start >= window:
-                start, used = now, 0
-            if used >= quota:
-                return max(1, int(window - (now - start) + 0.999))
-            self._windows[bucket] = (start, used + 1)
-            return None
-
     def start(self) -> SimHub:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="simhub", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, name="simhub", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self._server.serve_forever()
+        # A short poll keeps `stop` quick (a test's teardown waits for it).
+        self._server.serve_forever(poll_interval=0.05)
 
     def stop(self) -> None:
         self._server.shutdown()

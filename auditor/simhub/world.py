@@ -17,10 +17,17 @@ Planted defects (each a handful of models, whatever the size):
 - `cross_family`: a merge of a tree model and a Mistral model (the merge is in the tree, the
   Mistral parent is kept as declared, and Mistral's other descendants stay out).
 
+`WorldSpec.tree` sizes the watched tree apart from the world: `size=200000,tree=20000` grows about
+20,000 models under the watched roots and fills the rest with models a lineage crawl must not
+touch (60% declaring no base model, 40% Mistral derivatives), as on the real Hub, where the tree
+is a few percent of every model. Without `tree`, the four families share the world as before.
+
 `World.evolve` changes the world between nights: new derivatives (some of them parents of others),
 re-pushed models (new sha), deleted models, and edited declarations (a detached subtree joining the
-tree, a tree model moving to another family). `World.truth` is the oracle the tests compare a
-crawl with; it is computed from the world's own tables, never through HTTP.
+tree, a tree model moving to another family). `World.set_stats` moves downloads and likes without a
+commit, and `World.rename` moves a model to a new id, leaving a redirect behind. `World.truth` is
+the oracle the tests compare a crawl with; it is computed from the world's own tables, never
+through HTTP.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 from typing import Any
 
 from auditor.config import DEFAULT_ROOTS
@@ -50,27 +58,46 @@ _LICENSES = {"gemma": "gemma", "llama": "llama3.1", "phi": "mit", "mistral": "ap
 _PARAMS = {"gemma": 2_614_341_888, "llama": 8_030_261_248, "phi": 3_821_079_552, "mistral": 7_241_732_096}
 
 
+#: The smallest `tree` accepted: the roots and planted defects alone make about 20 tree models.
+TREE_MIN = 100
+
+
 @dataclass(frozen=True)
 class WorldSpec:
-    """How to build a world: `size` models in all, from `seed`."""
+    """How to build a world: `size` models in all, from `seed`.
+
+    `tree=N` makes about N of them (within 10%) the watched roots' tree and the rest unrelated;
+    without it the families share the world as they always did (existing specs build the same
+    world they always built).
+    """
 
     size: int = 2000
     seed: int = 0
     defects: bool = True
+    tree: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tree is not None and not TREE_MIN <= self.tree <= self.size:
+            raise ValueError(f"tree={self.tree} is out of range: use {TREE_MIN} to size ({self.size})")
 
     @classmethod
     def parse(cls, text: str) -> WorldSpec:
-        """Parse `size=20000,seed=7[,defects=off]`.
+        """Parse `size=20000,seed=7[,defects=off][,tree=2000]`.
 
         >>> WorldSpec.parse("size=500,seed=3")
-        WorldSpec(size=500, seed=3, defects=True)
+        WorldSpec(size=500, seed=3, defects=True, tree=None)
+        >>> WorldSpec.parse("size=200000,seed=1,tree=20000").tree
+        20000
         """
         values: dict[str, Any] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = part.partition("=")
-            if not sep or key not in ("size", "seed", "defects"):
-                raise ValueError(f"bad world spec part {part!r}: use size=N,seed=S[,defects=on|off]")
-            values[key] = value.lower() in ("on", "true", "1", "yes") if key == "defects" else int(value)
+            if not sep or key not in ("size", "seed", "defects", "tree"):
+                raise ValueError(f"bad world spec part {part!r}: use size=N,seed=S[,defects=on|off][,tree=T]")
+            try:
+                values[key] = value.lower() in ("on", "true", "1", "yes") if key == "defects" else int(value)
+            except ValueError:
+                raise ValueError(f"bad world spec part {part!r}: {key} must be an integer") from None
         spec = cls(**values)
         if not 20 <= spec.size <= 200_000:
             raise ValueError(f"world size {spec.size} is out of range: use 20 to 200000")
@@ -110,14 +137,26 @@ class SimRepo:
     history: dict[str, dict[str, SimFile]] = field(default_factory=dict)
     #: Accepting new children (finetunes and merges; rarely anything else).
     fertile: bool = False
+    #: The ids this repo had before renames, oldest first (each now redirects here).
+    former_ids: list[str] = field(default_factory=list)
 
     @property
     def sha(self) -> str:
         return self.commits[-1]
 
+    @cached_property
+    def object_id(self) -> str:
+        """The Hub's `_id`: fixed at creation, so a renamed repo keeps it (it names the repo, not the id)."""
+        return object_id(self.former_ids[0] if self.former_ids else self.repo_id)
+
     @property
     def author(self) -> str:
         return self.repo_id.split("/")[0]
+
+
+def object_id(repo_id: str) -> str:
+    """A 24-hex-digit `_id` (the Hub's are Mongo ObjectIds) derived from the id a repo was created with."""
+    return hashlib.md5(repo_id.encode()).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -153,6 +192,8 @@ class World:
         self.lock = threading.RLock()
         #: token -> repo ids whose licence the token's owner accepted ("*" for all).
         self.tokens: dict[str, set[str]] = {}
+        #: Old id -> current id of renamed models (always the current id: chains are flattened).
+        self.redirects: dict[str, str] = {}
         self._rng = random.Random(seed)
         self._seed = seed
         self._children: dict[tuple[str, str], set[str]] = {}
@@ -173,6 +214,12 @@ class World:
         repo = self.models.get(repo_id)
         return repo if repo is not None and not repo.deleted else None
 
+    def redirect(self, repo_id: str) -> str | None:
+        """The current id of a renamed model, when `repo_id` is one of its former ids (and no live model)."""
+        if self.model(repo_id) is not None:
+            return None
+        return self.redirects.get(repo_id)
+
     def children_count(self, repo_id: str) -> dict[str, int]:
         counts = {}
         for relation in RELATIONS:
@@ -188,13 +235,16 @@ class World:
         return self._tag_index.get(tag, set())
 
     def ordered_ids(self) -> list[str]:
-        """Live model ids in creation order (the Hub's default order here)."""
+        """Live model ids in creation order."""
         return [i for i in self._order if not self.models[i].deleted]
 
     def truth(self, roots: Iterable[str] | None = None) -> Truth:
         """The oracle: every live descendant of the roots, and their declared edges."""
         roots = tuple(self.roots if roots is None else roots)
         nodes: set[str] = set()
+        # A renamed root is found under its new id (the crawler's detail request is redirected);
+        # its children still declare the old id, so they are not reached through it.
+        roots = tuple(self.redirect(r) or r for r in roots)
         stack = [r for r in roots if self.model(r) is not None]
         nodes.update(stack)
         while stack:
@@ -254,6 +304,9 @@ class World:
             else:
                 self._order.append(repo_id)
             self.models[repo_id] = repo
+            if self.redirects.pop(repo_id, None) is not None:
+                # A new repo takes the name over from a redirect: it is another repo, with its own `_id`.
+                repo.object_id = object_id(f"{repo_id}#{self.version}")
             self._index(repo)
             self.version += 1
             return repo
@@ -294,6 +347,61 @@ class World:
             repo = self.models[repo_id]
             self._unindex(repo)
             repo.deleted = True
+            self.version += 1
+
+    def set_stats(self, repo_id: str, downloads: int | None = None, likes: int | None = None) -> None:
+        """Move a model's downloads or likes without a commit (its lastModified stays), as on the Hub.
+
+        Listings sorted by them change order at once, so a listing read across this change may
+        skip or repeat models (the Hub's cursor is a keyset on the sort key).
+
+        >>> world.set_stats("google/gemma-2-2b-it", downloads=10_000_000)   # doctest: +SKIP
+        """
+        with self.lock:
+            repo = self.model(repo_id)
+            if repo is None:
+                raise KeyError(f"no live model {repo_id!r}")
+            if downloads is not None:
+                repo.downloads = downloads
+            if likes is not None:
+                repo.likes = likes
+            self.version += 1
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        """Rename (or transfer) a model; its old id redirects to the new one from now on.
+
+        Commits, files, stats and declarations move with it (hub-docs, docs/hub/repositories-settings.md:
+        renaming "will automatically redirect the old URL to the new location, and will preserve
+        download counts and likes"). Its children's cards are not rewritten: they still declare the old
+        id, so `filter=base_model:<new id>` does not list them and the truth does not reach them
+        through it. Renaming onto a live model's id is an error.
+
+        >>> world.rename("acme/old-name", "acme/new-name")   # doctest: +SKIP
+        """
+        with self.lock:
+            repo = self.model(old_id)
+            if repo is None:
+                raise KeyError(f"no live model {old_id!r} to rename")
+            if new_id == old_id or self.model(new_id) is not None:
+                raise ValueError(f"cannot rename {old_id!r} to {new_id!r}: a model already has that id")
+            self._unindex(repo)
+            if new_id in self.models:  # a deleted model's name is free to take
+                self._order.remove(new_id)
+            del self.models[old_id]
+            repo.former_ids.append(old_id)
+            repo.repo_id = new_id
+            self.models[new_id] = repo
+            self._order[self._order.index(old_id)] = new_id
+            self._index(repo)
+            self.redirects.pop(new_id, None)
+            for former, current in self.redirects.items():
+                if current == old_id:
+                    self.redirects[former] = new_id
+            self.redirects[old_id] = new_id
+            for pool in (*self._fertile.values(), *self._edge_parents.values()):
+                for index, member in enumerate(pool):
+                    if member == old_id:
+                        pool[index] = new_id
             self.version += 1
 
     def redeclare(self, repo_id: str, declared: Iterable[str], relation: str | None = None) -> None:
@@ -493,6 +601,9 @@ def build_world(spec: WorldSpec, *, roots: tuple[str, ...] = DEFAULT_ROOTS) -> W
         )
     if spec.defects:
         _plant_defects(world, rng, detached=spec.size >= 100)
+    if spec.tree is not None:
+        _grow_tree_apart(world, rng, spec.size, spec.tree)
+        return world
     families = ["gemma", "llama", "phi", "mistral"]
     weights = [3, 4, 2, 1]
     while len(world.models) < spec.size:
@@ -501,6 +612,29 @@ def build_world(spec: WorldSpec, *, roots: tuple[str, ...] = DEFAULT_ROOTS) -> W
         else:
             world.grow(rng.choices(families, weights)[0], rng)
     return world
+
+
+def _grow_tree_apart(world: World, rng: random.Random, size: int, tree: int) -> None:
+    """Fill the world to `size` with `tree` models in the watched tree and the rest unrelated.
+
+    Each new model is drawn tree or unrelated in proportion to what each still lacks, so both kinds
+    are spread over the world's whole history (createdAt order mixes them, as on the Hub).
+    Every model grown in a watched family attaches under a tree node, so the tree's size is exact
+    up to the roots and defects already there.
+    """
+    watched, watched_weights = ["gemma", "llama", "phi"], [3, 4, 2]
+    tree_left = max(0, tree - len(world.truth().nodes))
+    other_left = max(0, size - len(world.models) - tree_left)
+    while tree_left + other_left > 0:
+        if rng.random() * (tree_left + other_left) < tree_left:
+            world.grow(rng.choices(watched, watched_weights)[0], rng)
+            tree_left -= 1
+        else:
+            if rng.random() < 0.6:
+                _orphan(world, rng)
+            else:
+                world.grow("mistral", rng)
+            other_left -= 1
 
 
 def _orphan(world: World, rng: random.Random) -> None:

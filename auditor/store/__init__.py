@@ -2,9 +2,11 @@
 
 Store            the file: open, migrate, transactions, read queries
 LineageStore     the crawl's tables: runs, models, lineage edges, defects, change logs
+HubIndex         the crawler's Hub-wide index of declared parents, and where a scan stands
 """
 
 from auditor.store.database import Store, schema_version
-from auditor.store.lineage import CrawlRun, LineageStore
+from auditor.store.hubindex import HubIndex
+from auditor.store.lineage import CrawlRun, LineageStore, tree_digest
 
-__all__ = ["CrawlRun", "LineageStore", "Store", "schema_version"]
+__all__ = ["CrawlRun", "HubIndex", "LineageStore", "Store", "schema_version", "tree_digest"]

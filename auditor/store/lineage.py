@@ -8,6 +8,7 @@ the listings it would have marked done are simply listed again on resume.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -55,6 +56,18 @@ class CrawlRun:
     feed_watermark: datetime | None
     feed_since: datetime | None
     requests: int
+    endpoint: str
+    #: `walk` or `scan` for a full crawl; None for an incremental one.
+    strategy: str | None
+    #: Why: the strategy's choice and its estimates, as `crawlers.plan.StrategyChoice.as_json()`.
+    strategy_plan: dict[str, Any] | None
+    finished_at: datetime | None
+
+
+_RUN_COLUMNS = (
+    "crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests, endpoint, strategy,"
+    " strategy_plan, finished_at"
+)
 
 
 @dataclass(frozen=True)
@@ -68,12 +81,21 @@ class KnownModel:
 
 @dataclass(frozen=True)
 class Listing:
-    """The children of (repo_id, relation) were listed completely."""
+    """The children of `repo_id`, of every relation, were listed completely."""
 
     repo_id: str
-    relation: str
     listed_at: datetime
     n_children: int
+
+
+@dataclass(frozen=True)
+class Removal:
+    """A model that left the Hub, as its detail route said: `deleted` (not found) or `renamed`."""
+
+    repo_id: str
+    reason: str
+    #: For the change log: what the Hub answered (`renamed to <id>`, `not found (HTTP 401)`).
+    detail: str
 
 
 def parents_signature(parents: Iterable[tuple[str, str]]) -> str:
@@ -98,13 +120,16 @@ class LineageStore:
         config: dict[str, Any],
         feed_watermark: datetime | None,
         feed_since: datetime | None,
+        strategy: str | None = None,
+        strategy_plan: dict[str, Any] | None = None,
     ) -> CrawlRun:
         with self.store.transaction() as con:
             row = con.execute("SELECT coalesce(max(crawl_id), 0) + 1 FROM crawl_runs").fetchone()
             crawl_id = int(row[0]) if row else 1
             con.execute(
                 "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, feed_watermark,"
-                " feed_since, config, auditor_version) VALUES (?, ?, 'running', now(), ?, ?, ?, ?, ?, ?)",
+                " feed_since, config, auditor_version, strategy, strategy_plan)"
+                " VALUES (?, ?, 'running', now(), ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     crawl_id,
                     mode,
@@ -114,6 +139,8 @@ class LineageStore:
                     feed_since,
                     json.dumps(config),
                     __version__,
+                    strategy,
+                    json.dumps(strategy_plan) if strategy_plan is not None else None,
                 ],
             )
         run = self.run(crawl_id)
@@ -122,8 +149,7 @@ class LineageStore:
 
     def run(self, crawl_id: int) -> CrawlRun | None:
         rows = self.store.query(
-            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
-            " FROM crawl_runs WHERE crawl_id = ?",
+            f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE crawl_id = ?",
             [crawl_id],
         )
         return _run_from_row(rows[0]) if rows else None
@@ -131,51 +157,64 @@ class LineageStore:
     def unfinished_run(self) -> CrawlRun | None:
         """The newest run still marked running: a crawl that was killed (the writer lock is ours)."""
         rows = self.store.query(
-            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
-            " FROM crawl_runs WHERE status = 'running' ORDER BY crawl_id DESC LIMIT 1"
+            f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE status = 'running' ORDER BY crawl_id DESC LIMIT 1"
         )
         return _run_from_row(rows[0]) if rows else None
 
     def last_done_run(self) -> CrawlRun | None:
         rows = self.store.query(
-            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
-            " FROM crawl_runs WHERE status = 'done' ORDER BY crawl_id DESC LIMIT 1"
+            f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE status = 'done' ORDER BY crawl_id DESC LIMIT 1"
+        )
+        return _run_from_row(rows[0]) if rows else None
+
+    def last_done_full_run(self) -> CrawlRun | None:
+        """The newest completed full crawl: the refresh is due when it is `crawl.refresh_days` old."""
+        rows = self.store.query(
+            f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE status = 'done' AND mode = 'full'"
+            " ORDER BY crawl_id DESC LIMIT 1"
         )
         return _run_from_row(rows[0]) if rows else None
 
     def latest_run(self) -> CrawlRun | None:
-        rows = self.store.query(
-            "SELECT crawl_id, mode, status, started_at, roots, feed_watermark, feed_since, requests"
-            " FROM crawl_runs ORDER BY crawl_id DESC LIMIT 1"
-        )
+        rows = self.store.query(f"SELECT {_RUN_COLUMNS} FROM crawl_runs ORDER BY crawl_id DESC LIMIT 1")
         return _run_from_row(rows[0]) if rows else None
 
     def set_watermark(self, crawl_id: int, watermark: datetime) -> None:
         with self.store.transaction() as con:
             con.execute("UPDATE crawl_runs SET feed_watermark = ? WHERE crawl_id = ?", [watermark, crawl_id])
 
-    def children_counts_in_run(
-        self, crawl_id: int, *, new_in: Sequence[int] = (), new_created_before: datetime | None = None
-    ) -> list[tuple[str, dict[str, int] | None]]:
-        """(repo_id, childrenModelCount) of the models this run saw that may have children.
+    def unlisted_in_run(self, crawl_id: int) -> list[str]:
+        """The models this run saw (a walk owes each a listing) whose children it has not listed yet."""
+        rows = self.store.query(
+            "SELECT repo_id FROM models WHERE last_seen_crawl = $crawl AND repo_id NOT IN"
+            " (SELECT repo_id FROM crawl_listings WHERE crawl_id = $crawl) ORDER BY repo_id",
+            {"crawl": crawl_id},
+        )
+        return [r[0] for r in rows]
 
-        With `new_in`, instead: the models those runs brought into the tree (and that are still in
-        it), created before `new_created_before` (an incremental crawl owes listings for those alone).
-        """
-        has_children = "(children_count IS NULL OR children_count <> '{}')"
-        params: dict[str, Any]
-        if new_in:
-            where = (
-                f"{has_children} AND removed_at IS NULL AND repo_id IN (SELECT repo_id FROM model_changes"
-                " WHERE list_contains($crawls, crawl_id) AND change IN ('new', 'restored'))"
-                " AND (created_at IS NULL OR created_at < $before)"
-            )
-            params = {"crawls": list(new_in), "before": new_created_before}
-        else:
-            where = f"last_seen_crawl = $crawl AND {has_children}"
-            params = {"crawl": crawl_id}
-        rows = self.store.query(f"SELECT repo_id, children_count FROM models WHERE {where} ORDER BY repo_id", params)
-        return [(r[0], json.loads(r[1]) if r[1] else None) for r in rows]
+    def brought_in(self, crawls: Sequence[int], *, created_before: datetime | None = None) -> list[str]:
+        """The models these runs brought into the tree (and that are still in it), created before
+        `created_before`: an incremental crawl that walks owes each of them a listing."""
+        rows = self.store.query(
+            "SELECT repo_id FROM models WHERE removed_at IS NULL AND repo_id IN (SELECT repo_id FROM model_changes"
+            " WHERE list_contains($crawls, crawl_id) AND change IN ('new', 'restored'))"
+            " AND ($before IS NULL OR created_at IS NULL OR created_at < $before) ORDER BY repo_id",
+            {"crawls": list(crawls), "before": created_before},
+        )
+        return [r[0] for r in rows]
+
+    def vanished(self, crawl_id: int) -> list[str]:
+        """Models of the tree this run has not seen (yet): a full run asks the Hub about each."""
+        rows = self.store.query(
+            "SELECT repo_id FROM models WHERE removed_at IS NULL AND last_seen_crawl < ? ORDER BY repo_id",
+            [crawl_id],
+        )
+        return [r[0] for r in rows]
+
+    def tree_size(self) -> int:
+        """Models in the tree now (0 before the first crawl)."""
+        rows = self.store.query("SELECT count(*) FROM models WHERE removed_at IS NULL")
+        return int(rows[0][0]) if rows else 0
 
     def mark_resumed(self, crawl_id: int) -> None:
         with self.store.transaction() as con:
@@ -229,41 +268,11 @@ class LineageStore:
                 ).fetchall()
             }
 
-    def listed_in_run(self, crawl_id: int) -> set[tuple[str, str]]:
-        rows = self.store.query("SELECT repo_id, relation FROM crawl_listings WHERE crawl_id = ?", [crawl_id])
-        return {(r[0], r[1]) for r in rows}
+    def listed_in_run(self, crawl_id: int) -> set[str]:
+        return {r[0] for r in self.store.query("SELECT repo_id FROM crawl_listings WHERE crawl_id = ?", [crawl_id])}
 
     def seen_in_run(self, crawl_id: int) -> set[str]:
         return {r[0] for r in self.store.query("SELECT repo_id FROM models WHERE last_seen_crawl = ?", [crawl_id])}
-
-    def listings_due(self, cutoff: datetime) -> list[tuple[str, str]]:
-        """(repo_id, relation) whose children were last listed before `cutoff`.
-
-        A parent whose children the crawl has only met through the change feed has no listing of
-        its own yet; it counts as listed when its first child was stored, so it joins the cycle.
-        """
-        rows = self.store.query(
-            """
-            WITH pairs AS (
-                SELECT l.parent AS repo_id, l.relation, min(r.started_at) AS first_seen
-                FROM lineage l
-                JOIN models c ON c.repo_id = l.child AND c.removed_at IS NULL
-                JOIN models p ON p.repo_id = l.parent AND p.removed_at IS NULL
-                JOIN crawl_runs r ON r.crawl_id = l.first_seen_crawl
-                GROUP BY ALL
-            ),
-            candidates AS (
-                SELECT coalesce(c.repo_id, p.repo_id) AS repo_id, coalesce(c.relation, p.relation) AS relation,
-                       coalesce(c.listed_at, p.first_seen) AS last_listed
-                FROM (SELECT cl.* FROM crawl_listings cl JOIN models m ON m.repo_id = cl.repo_id
-                      WHERE m.removed_at IS NULL) c
-                FULL OUTER JOIN pairs p ON p.repo_id = c.repo_id AND p.relation = c.relation
-            )
-            SELECT repo_id, relation FROM candidates WHERE last_listed < ? ORDER BY repo_id, relation
-            """,
-            [cutoff],
-        )
-        return [(r[0], r[1]) for r in rows]
 
     def unfinished_runs_since_last_done(self) -> list[int]:
         """Runs that never completed after the last completed one (killed, failed or abandoned)."""
@@ -282,7 +291,7 @@ class LineageStore:
         snapshots: Sequence[ModelSnapshot],
         listings: Sequence[Listing] = (),
         *,
-        unlisted: Sequence[str] = (),
+        removals: Sequence[Removal] = (),
         requests: int = 0,
     ) -> None:
         """Merge one batch of snapshots, the listings they came from and confirmed removals."""
@@ -301,8 +310,7 @@ class LineageStore:
         defect_table = _defect_table([d for s in snaps for d in s.defects])
         listing_table = pa.table(
             {
-                "repo_id": [item.repo_id for item in listings],
-                "relation": [item.relation for item in listings],
+                "repo_id": pa.array([item.repo_id for item in listings], pa.string()),
                 "listed_at": pa.array([item.listed_at for item in listings], pa.timestamp("us", tz="UTC")),
                 "n_children": pa.array([item.n_children for item in listings], pa.int32()),
             }
@@ -310,10 +318,10 @@ class LineageStore:
         tables = {"_snap": snap_table, "_edges": edge_table, "_defects": defect_table, "_listings": listing_table}
         with self.store.transaction() as con, staged(con, tables):
             self._merge_snapshots(con, crawl_id)
-            if unlisted:
-                self._remove(con, crawl_id, list(unlisted), "unlisted")
+            for removal in removals:
+                self._remove(con, crawl_id, [removal.repo_id], removal.reason, detail=removal.detail)
             con.execute(
-                "INSERT INTO crawl_listings SELECT repo_id, relation, ?, listed_at, n_children FROM _listings"
+                "INSERT INTO crawl_listings SELECT repo_id, ?, listed_at, n_children FROM _listings"
                 " ON CONFLICT DO UPDATE SET crawl_id = excluded.crawl_id, listed_at = excluded.listed_at,"
                 " n_children = excluded.n_children",
                 [crawl_id],
@@ -408,12 +416,14 @@ class LineageStore:
             [crawl_id],
         )
 
-    def _remove(self, con: duckdb.DuckDBPyConnection, crawl_id: int, repo_ids: list[str], reason: str) -> None:
-        with staged(con, {"_gone": pa.table({"repo_id": repo_ids})}):
+    def _remove(
+        self, con: duckdb.DuckDBPyConnection, crawl_id: int, repo_ids: list[str], reason: str, *, detail: str = ""
+    ) -> None:
+        with staged(con, {"_gone": pa.table({"repo_id": pa.array(repo_ids, pa.string())})}):
             con.execute(
                 "INSERT INTO model_changes SELECT ?, m.repo_id, 'removed', m.sha, NULL, ? FROM models m"
                 " WHERE m.repo_id IN (SELECT repo_id FROM _gone) AND m.removed_at IS NULL",
-                [crawl_id, reason],
+                [crawl_id, detail or reason],
             )
             con.execute(
                 "INSERT INTO lineage_changes SELECT ?, l.child, l.parent, l.relation, 'removed' FROM lineage l"
@@ -430,21 +440,12 @@ class LineageStore:
     # -- the end of a run -----------------------------------------------------------------------
 
     def finish_run(
-        self, crawl_id: int, *, roots: Sequence[str], full: bool, requests: int, extra_summary: dict[str, Any]
+        self, crawl_id: int, *, roots: Sequence[str], requests: int, extra_summary: dict[str, Any]
     ) -> dict[str, Any]:
-        """Close a run: removals, tree placement, whole-graph defects, counts. Returns the summary."""
+        """Close a run: tree placement (models no root reaches leave the tree), children counts,
+        whole-graph defects, counts. Returns the summary. Models the Hub no longer has were removed
+        by the batches (`Removal`), each confirmed by its detail route."""
         with self.store.transaction() as con:
-            if full:
-                unseen = [
-                    r[0]
-                    for r in con.execute(
-                        "SELECT repo_id FROM models WHERE removed_at IS NULL AND last_seen_crawl < ?",
-                        [crawl_id],
-                    ).fetchall()
-                ]
-                if unseen:
-                    self._remove(con, crawl_id, unseen, "unlisted")
-
             members = {r[0] for r in con.execute("SELECT repo_id FROM models WHERE removed_at IS NULL").fetchall()}
             edges = con.execute(
                 "SELECT l.child, l.parent, l.relation FROM lineage l JOIN models m ON m.repo_id = l.child"
@@ -455,7 +456,7 @@ class LineageStore:
             left = sorted(members - placement.keys())
             if left:
                 self._remove(con, crawl_id, left, "left_tree")
-            self._write_placement(con, placement, set(roots))
+            self._write_placement(con, placement, set(roots), _children_counts(edges, set(placement)))
             self._write_closure(con, graph, set(placement))
 
             in_tree = set(placement)
@@ -517,23 +518,30 @@ class LineageStore:
             con.execute("INSERT INTO lineage_closure_table SELECT * FROM _closure")
 
     def _write_placement(
-        self, con: duckdb.DuckDBPyConnection, placement: dict[str, TreePlacement], roots: set[str]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        placement: dict[str, TreePlacement],
+        roots: set[str],
+        children: dict[str, str],
     ) -> None:
         table = pa.table(
             {
-                "repo_id": list(placement),
-                "family": [p.family for p in placement.values()],
-                "root": [p.root for p in placement.values()],
+                "repo_id": pa.array(list(placement), pa.string()),
+                "family": pa.array([p.family for p in placement.values()], pa.string()),
+                "root": pa.array([p.root for p in placement.values()], pa.string()),
                 "depth": pa.array([p.depth for p in placement.values()], pa.int32()),
-                "is_root": [r in roots for r in placement],
+                "is_root": pa.array([r in roots for r in placement], pa.bool_()),
+                "children_count": pa.array([children.get(r, "{}") for r in placement], pa.string()),
             }
         )
         with staged(con, {"_placement": table}):
             con.execute(
-                "UPDATE models SET family = p.family, root = p.root, depth = p.depth, is_root = p.is_root"
+                "UPDATE models SET family = p.family, root = p.root, depth = p.depth, is_root = p.is_root,"
+                " children_count = p.children_count"
                 " FROM _placement p WHERE models.repo_id = p.repo_id"
                 " AND (models.family IS DISTINCT FROM p.family OR models.root IS DISTINCT FROM p.root"
-                "      OR models.depth IS DISTINCT FROM p.depth OR models.is_root IS DISTINCT FROM p.is_root)"
+                "      OR models.depth IS DISTINCT FROM p.depth OR models.is_root IS DISTINCT FROM p.is_root"
+                "      OR models.children_count::VARCHAR IS DISTINCT FROM p.children_count)"
             )
 
     def _summarise(self, con: duckdb.DuckDBPyConnection, crawl_id: int) -> dict[str, Any]:
@@ -588,6 +596,54 @@ class LineageStore:
         }
 
 
+#: What the `models` table says of a model: its snapshot and its place in the tree. Which crawl saw
+#: it when (`*_crawl`, `stats_at`, `removed_at`) is left out, so two stores of one Hub compare equal.
+DIGEST_MODEL_COLUMNS: tuple[str, ...] = (
+    "repo_id",
+    "sha",
+    "author",
+    "created_at",
+    "last_modified",
+    "downloads",
+    "likes",
+    "gated",
+    "private",
+    "library_name",
+    "pipeline_tag",
+    "license",
+    "num_parameters",
+    "tags",
+    "children_count",
+    "relation",
+    "family",
+    "root",
+    "depth",
+    "is_root",
+    "raw",
+    "removed_reason",
+)
+DIGEST_LINEAGE_COLUMNS: tuple[str, ...] = ("child", "parent", "relation", "source", "position")
+
+
+def tree_digest(store: Store) -> str:
+    """A hash of the `models` and `lineage` tables' content (`DIGEST_*_COLUMNS`), to compare stores.
+
+    Two crawls of the same Hub, by walk or by scan, interrupted or not, must give the same digest.
+
+    >>> with Store.open("auditor.duckdb", read_only=True) as store:   # doctest: +SKIP
+    ...     print(tree_digest(store))
+    """
+    digest = hashlib.sha256()
+    for table, columns, key in (
+        ("models", DIGEST_MODEL_COLUMNS, "repo_id"),
+        ("lineage", DIGEST_LINEAGE_COLUMNS, "child, parent"),
+    ):
+        digest.update(table.encode() + b"\0")
+        for row in store.query(f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key}"):
+            digest.update(repr(row).encode() + b"\n")
+    return digest.hexdigest()[:16]
+
+
 def _run_from_row(row: tuple[Any, ...]) -> CrawlRun:
     return CrawlRun(
         crawl_id=row[0],
@@ -598,7 +654,25 @@ def _run_from_row(row: tuple[Any, ...]) -> CrawlRun:
         feed_watermark=row[5],
         feed_since=row[6],
         requests=int(row[7]),
+        endpoint=row[8],
+        strategy=row[9],
+        strategy_plan=json.loads(row[10]) if row[10] else None,
+        finished_at=row[11],
     )
+
+
+def _children_counts(edges: Iterable[tuple[str, str, str]], members: set[str]) -> dict[str, str]:
+    """Direct children in the tree per relation, as JSON, for every model with children.
+
+    Counted from the stored edges rather than taken from the Hub: the listing route cannot give
+    `childrenModelCount` (huggingface_hub PR #3182), and both crawl strategies must store the same.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for child, parent, relation in edges:
+        if child in members and parent in members and child != parent:
+            per = counts.setdefault(parent, {})
+            per[relation] = per.get(relation, 0) + 1
+    return {parent: json.dumps(per, sort_keys=True) for parent, per in counts.items()}
 
 
 def _snapshot_table(snaps: Sequence[ModelSnapshot]) -> pa.Table:

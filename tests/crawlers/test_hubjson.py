@@ -26,7 +26,7 @@ def test_base_models_give_the_edges_and_raw_json_is_kept() -> None:
     assert [(e.parent, e.relation, e.source) for e in snapshot.parents] == [("g/base", "adapter", "baseModels")]
     assert snapshot.relation == "adapter" and snapshot.license == "mit" and snapshot.num_parameters == 7
     assert snapshot.gated == "false" and snapshot.created_at is not None
-    assert snapshot.relations_with_children() == ("finetune",)
+    assert snapshot.children_count == {"finetune": 2}
     assert json.loads(snapshot.raw_json)["newHubField"] == [1, 2]
 
 
@@ -50,9 +50,14 @@ def test_defects_are_recorded_not_dropped_silently() -> None:
     assert odd.parents == () and [d.kind for d in odd.defects] == ["unknown_relation"]
 
 
-def test_unknown_children_counts_mean_list_every_relation() -> None:
-    assert len(parse_model({"id": "u/m"}).relations_with_children()) == 4
-    assert parse_model({"id": "u/m", "childrenModelCount": {}}).has_children is False
+def test_a_listing_names_its_parents_in_the_base_model_tags() -> None:
+    # The plain tag is what `filter=base_model:<id>` matches; the relation form gives the relation.
+    tags = ["base_model:g/a", "base_model:merge:g/a", "base_model:g/b", "base_model:merge:g/b", "license:mit"]
+    merged = parse_model({"id": "u/m", "tags": tags})
+    assert merged.listed_under == ("g/a", "g/b")
+    assert [(e.parent, e.relation) for e in merged.parents] == [("g/a", "merge"), ("g/b", "merge")]
+    assert parse_model({"id": "u/m", "cardData": {"base_model": "g/a"}}).listed_under == ()
+    assert parse_model({"id": "u/m"}).children_count is None  # a listing cannot say
 
 
 def test_malformed_metadata_is_a_hub_error_naming_the_repo() -> None:

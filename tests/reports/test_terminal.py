@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from crawlers import CrawlProgress
 from reports.crawl import render_crawl_summary
 from reports.progress import CrawlProgressDisplay
 from reports.terminal import safe_text, strip_control
@@ -65,11 +66,44 @@ def test_summary_as_json_is_one_object(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_progress_off_a_terminal_is_a_periodic_line(capsys: pytest.CaptureFixture[str]) -> None:
-    class Progress:
-        mode, stage, models_seen, listed, pending, requests, failed = "full", "listing children", 5, 2, 3, 7, 0
+    walking = CrawlProgress("full, walk", 2, 3, 5, 7, 0, "listing children")
+    scanning = CrawlProgress("full, scan", 0, 0, 5, 9, 0, "scanning the Hub listing", pages=8, pages_expected=2200)
 
     with CrawlProgressDisplay(interval_s=3600) as display:
-        display(Progress())
-        display(Progress())
+        display(walking)
+        display(walking)
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "5 models seen, 2 listings done, 3 pending, 7 requests" in err
+    with CrawlProgressDisplay(interval_s=3600) as display:
+        display(scanning)
+    assert "8 pages of about 2,200 read, 9 requests" in capsys.readouterr().err
+
+
+def test_a_full_crawl_says_how_it_went_and_what_it_spent_of_the_quota(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    summary = {
+        **_summary("gemma"),
+        "mode": "full",
+        "strategy": {"strategy": "scan", "reason": "scan (cheaper): about 2,211 requests (...)"},
+        "scan": {"pages": 2200, "hub_models": 2_199_123, "indexed": 601_234},
+        "quota": {
+            "bucket": "api",
+            "quota": 1000,
+            "window_s": 300,
+            "lowest_remaining": 4,
+            "pauses": 2,
+            "paused_s": 412.5,
+            "rate_limited": 0,
+        },
+        "confirmed": {"deleted": 3, "still_there": 1},
+    }
+    render_crawl_summary(summary)
+    out = capsys.readouterr().out
+    assert "crawl 3 (full, by scan): 40 models" in out
+    assert "strategy: scan (cheaper): about 2,211 requests" in out
+    assert "scan: 2,200 pages, 2,199,123 models on the Hub, 601,234 of them naming a base model" in out
+    assert "api quota 1,000 per 300 s: lowest left 4; paused 2 times (412.5 s) for the window to reset;" in out
+    assert "0 answered 429" in out and "3 deleted, 1 still there" in out
