@@ -166,7 +166,8 @@ class Crawl:
                 if run.strategy == "scan":
                     scan.scan_hub(self, run)
                 else:
-                    walk.walk(self, [r for r in self.ledger.unlisted_in_run(run.crawl_id) if r not in self.listed])
+                    owed = self.ledger.unlisted_in_run(run.crawl_id, self.roots)
+                    walk.walk(self, [r for r in owed if r not in self.listed])
                 self._confirm_vanished(run)
             else:
                 self._incremental(run)

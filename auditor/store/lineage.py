@@ -183,12 +183,21 @@ class LineageStore:
         with self.store.transaction() as con:
             con.execute("UPDATE crawl_runs SET feed_watermark = ? WHERE crawl_id = ?", [watermark, crawl_id])
 
-    def unlisted_in_run(self, crawl_id: int) -> list[str]:
-        """The models this run saw (a walk owes each a listing) whose children it has not listed yet."""
+    def unlisted_in_run(self, crawl_id: int, roots: Sequence[str]) -> list[str]:
+        """The models a walk met (the roots, and the children of the models it listed) whose children it
+        has not listed yet: a resumed walk owes each a listing. Models met otherwise (asked for on their
+        detail route because no listing showed them) owe none."""
         rows = self.store.query(
-            "SELECT repo_id FROM models WHERE last_seen_crawl = $crawl AND repo_id NOT IN"
-            " (SELECT repo_id FROM crawl_listings WHERE crawl_id = $crawl) ORDER BY repo_id",
-            {"crawl": crawl_id},
+            """
+            SELECT m.repo_id FROM models m
+            WHERE m.last_seen_crawl = $crawl
+              AND m.repo_id NOT IN (SELECT repo_id FROM crawl_listings WHERE crawl_id = $crawl)
+              AND (list_contains($roots, m.repo_id) OR EXISTS (
+                  SELECT 1 FROM lineage l JOIN crawl_listings c ON c.repo_id = l.parent AND c.crawl_id = $crawl
+                  WHERE l.child = m.repo_id))
+            ORDER BY m.repo_id
+            """,
+            {"crawl": crawl_id, "roots": list(roots)},
         )
         return [r[0] for r in rows]
 

@@ -158,3 +158,42 @@ def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> N
         store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (2, 'stopped', now())")
         with pytest.raises(Exception, match="CHECK"):
             store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (3, 'paused', now())")
+
+
+def test_a_store_of_schema_5_keeps_its_crawls_when_migrated(tmp_path: Path) -> None:
+    import duckdb
+
+    from auditor.store.database import migrations
+
+    path = tmp_path / "v5.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    for migration in migrations()[:5]:
+        con.execute(migration.sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+    for crawl_id, status in ((1, "done"), (2, "running")):
+        con.execute(
+            "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, auditor_version)"
+            " VALUES (?, 'full', ?, now(), 'https://huggingface.co', ['g/root'], '0.1.0')",
+            [crawl_id, status],
+        )
+    # Listings were kept per relation; those of the unfinished run are dropped (listed again).
+    con.executemany(
+        "INSERT INTO crawl_listings VALUES (?, ?, ?, ?::TIMESTAMPTZ, ?)",
+        [
+            ("g/root", "finetune", 1, "2026-11-01 00:00:00+00", 3),
+            ("g/root", "adapter", 1, "2026-11-02 00:00:00+00", 2),
+            ("u/child", "finetune", 2, "2026-11-03 00:00:00+00", 1),
+        ],
+    )
+    con.close()
+    with Store.open(path) as store:
+        assert store.version() == schema_version() >= 6
+        runs = store.query("SELECT crawl_id, status, strategy, strategy_plan FROM crawl_runs ORDER BY crawl_id")
+        assert runs == [(1, "done", None, None), (2, "running", None, None)]
+        listings = store.query("SELECT repo_id, crawl_id, n_children, listed_at::DATE::VARCHAR FROM crawl_listings")
+        assert listings == [("g/root", 1, 5, "2026-11-01")]  # the oldest listing speaks for the model
+        assert store.query("SELECT count(*) FROM crawl_hub_index")[0][0] == 0
