@@ -731,7 +731,8 @@ def store_info(fmt: str, config_path: Path | None, store_path: Path | None) -> N
         console.print(f"  {table:<18} {n:>10} rows")
     for run in info["crawls"]:
         console.print(
-            f"  crawl {run['crawl_id']} {run['mode']:<11} {run['status']:<7} {run['started_at']}"
+            f"  crawl {run['crawl_id']} {run['mode']:<11} {run['strategy'] or '':<4} {run['status']:<7}"
+            f" {run['started_at']}"
             f"  requests {run['requests']}" + (f"  error: {safe_text(run['error'])}" if run["error"] else "")
         )
 

@@ -88,7 +88,7 @@ def model_view(store: Store, repo_id: str, *, threshold: float = 0.5, worst: int
 def runs_view(store: Store, *, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
     """Recent crawls and audits, and why audits failed or were skipped."""
     crawls = store.query_dicts(
-        "SELECT crawl_id, mode, status, started_at, finished_at, requests, models_new, models_changed,"
+        "SELECT crawl_id, mode, strategy, status, started_at, finished_at, requests, models_new, models_changed,"
         " models_removed, error FROM crawl_runs ORDER BY crawl_id DESC LIMIT ?",
         [recent],
     )

@@ -359,7 +359,9 @@ class Crawl:
                 item = self.client.model(repo_id, LISTING_FIELDS)
             except HubError as err:
                 self.confirmed["unconfirmed"] += 1
-                log.warning("could not confirm whether %s still exists: %s", strip_control(repo_id), err)
+                log.warning(
+                    "could not confirm whether %s still exists: %s", strip_control(repo_id), strip_control(str(err))
+                )
                 continue
             if item is None:
                 self.confirmed["deleted"] += 1

@@ -27,7 +27,7 @@ EXPORTED = (
 def describe_store(store: Store, *, recent: int = 5) -> dict[str, Any]:
     tables = {name: int(store.query(f"SELECT count(*) FROM {name}")[0][0]) for name in PUBLIC_TABLES}
     crawls = store.query_dicts(
-        "SELECT crawl_id, mode, status, started_at, finished_at, requests, models_new, models_changed,"
+        "SELECT crawl_id, mode, strategy, status, started_at, finished_at, requests, models_new, models_changed,"
         " models_removed, error FROM crawl_runs ORDER BY crawl_id DESC LIMIT ?",
         [recent],
     )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -136,20 +137,26 @@ def test_a_reader_that_is_never_let_in_says_so(tmp_path: Path) -> None:
         assert "read_wait_s" in (caught.value.hint or "")
 
 
-def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> None:
+def _store_at_schema(path: Path, version: int) -> Any:
+    """A DuckDB file as an auditor of schema `version` left it (an open duckdb connection)."""
     import duckdb
 
     from auditor.store.database import migrations
 
-    path = tmp_path / "v4.duckdb"
     con = duckdb.connect(str(path))
     con.execute(
         "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
         " applied_at TIMESTAMPTZ NOT NULL)"
     )
-    for migration in migrations()[:4]:
+    for migration in migrations()[:version]:
         con.execute(migration.sql)
         con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+    return con
+
+
+def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v4.duckdb"
+    con = _store_at_schema(path, 4)
     con.execute("INSERT INTO cycles (cycle_id, status, started_at, audited) VALUES (1, 'done', now(), 7)")
     con.close()
     with Store.open(path) as store:
@@ -161,19 +168,8 @@ def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> N
 
 
 def test_a_store_of_schema_5_keeps_its_crawls_when_migrated(tmp_path: Path) -> None:
-    import duckdb
-
-    from auditor.store.database import migrations
-
     path = tmp_path / "v5.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL)"
-    )
-    for migration in migrations()[:5]:
-        con.execute(migration.sql)
-        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+    con = _store_at_schema(path, 5)
     for crawl_id, status in ((1, "done"), (2, "running")):
         con.execute(
             "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, auditor_version)"
