@@ -78,7 +78,7 @@ def read_changes(crawl: Crawl, run: CrawlRun, *, keep_index: bool) -> list[Model
     if newest is not None:
         crawl.ledger.set_watermark(run.crawl_id, max(newest, run.feed_watermark or newest))
 
-    in_tree = set(crawl.known) | set(crawl.roots)
+    in_tree = set(crawl.known) | set(crawl.root_ids)
     accepted: list[ModelSnapshot] = []
     waiting = dict(feed)
     progressed = True

@@ -95,8 +95,16 @@ class HubClient:
         self.endpoint = settings.endpoint
         self.in_flight = in_flight
         self.should_stop = should_stop
+        self._aborted = threading.Event()
         self._start = METER.count
         self._origin = _origin(self.endpoint)
+
+    def abort(self) -> None:
+        """Requests of this client that wait for the rate limit give up (`StopRequested`), now and after."""
+        self._aborted.set()
+
+    def _stopping(self) -> bool:
+        return self._aborted.is_set() or (self.should_stop is not None and self.should_stop())
 
     @property
     def requests(self) -> int:
@@ -148,11 +156,18 @@ class HubClient:
         url: str | None = f"{self.endpoint}/api/models"
         if start_url is not None:
             url, params = start_url, None
+        followed: set[str] = set()
         while url is not None:
             page, next_url = self._get(url, params)
             params = None  # the next page's URL carries the query
             if not isinstance(page, list):
                 raise HubError(f"the Hub sent a {type(page).__name__} for a model listing, expected a list")
+            followed.add(url)
+            if next_url in followed:
+                raise HubError(
+                    f"the Hub's next-page link for {_describe(url)} leads back to a page already read",
+                    hint="the listing would never end; run the crawl again later",
+                )
             yield Page(page, next_url)
             url = next_url
 
@@ -168,7 +183,7 @@ class HubClient:
                 f"the Hub's next-page link points to {_origin(url)}, not to {self._origin}",
                 hint="the listing was not followed there, so no token left the endpoint; check HF_ENDPOINT",
             )
-        RATE_LIMITS.wait_for_room("api", reserve=self.in_flight + 1, should_stop=self.should_stop)
+        RATE_LIMITS.wait_for_room("api", reserve=self.in_flight + 1, should_stop=self._stopping)
         try:
             response = http_backoff(
                 "GET",

@@ -143,6 +143,8 @@ class Crawl:
         self.pages = 0
         self.pages_expected: int | None = None
         self.fetched_roots: list[ModelSnapshot] = []
+        #: The roots' ids as the Hub has them (a renamed root under its new id), present ones only.
+        self.root_ids: list[str] = list(self.roots)
         RATE_LIMITS.mark()
 
     @property
@@ -166,19 +168,18 @@ class Crawl:
                 if run.strategy == "scan":
                     scan.scan_hub(self, run)
                 else:
-                    owed = self.ledger.unlisted_in_run(run.crawl_id, self.roots)
+                    owed = self.ledger.unlisted_in_run(run.crawl_id, self.root_ids)
                     walk.walk(self, [r for r in owed if r not in self.listed])
+                # Absences mean something only once every listing is in.
+                self._raise_for_failed_listings(run)
                 self._confirm_vanished(run)
             else:
                 self._incremental(run)
+                self._raise_for_failed_listings(run)
             self.flush(force=True)
-            if self.failed:
-                raise CrawlError(
-                    f"{len(self.failed)} listings failed in crawl {run.crawl_id}, for example the children of"
-                    f" {strip_control(self.failed[0][0])}: {self.failed[0][1]}",
-                    hint="run `auditor crawl` again: it resumes this crawl and lists only what is missing",
-                )
         except BaseException as err:
+            # Requests still waiting for the rate limit in other threads give up rather than go out.
+            self.client.abort()
             self.flush(force=True, quiet=True)
             reason = "interrupted" if isinstance(err, KeyboardInterrupt) else str(err)
             self.ledger.fail_run(run.crawl_id, reason, self._unflushed_requests())
@@ -191,7 +192,7 @@ class Crawl:
                 self.index.clear()
         summary = self.ledger.finish_run(
             run.crawl_id,
-            roots=self.roots,
+            roots=self.root_ids,
             requests=self._unflushed_requests(),
             extra_summary={
                 "mode": run.mode,
@@ -267,6 +268,16 @@ class Crawl:
         self._notify(f"crawl {run.crawl_id}: full ({why}) by {choice.reason}")
         return run, False
 
+    def _raise_for_failed_listings(self, run: CrawlRun) -> None:
+        if not self.failed:
+            return
+        self.flush(force=True)
+        raise CrawlError(
+            f"{len(self.failed)} listings failed in crawl {run.crawl_id}, for example the children of"
+            f" {strip_control(self.failed[0][0])}: {strip_control(self.failed[0][1])}",
+            hint="run `auditor crawl` again: it resumes this crawl and lists only what is missing",
+        )
+
     def _choose(self, roots: list[ModelSnapshot]) -> StrategyChoice:
         settings = self.settings
         learned = self.index.learned_hub_models()
@@ -288,18 +299,33 @@ class Crawl:
         return None
 
     def _fetch_roots(self, *, skip: set[str]) -> list[ModelSnapshot]:
-        """The roots from their detail route (which alone gives `childrenModelCount`)."""
+        """The roots from their detail route (which alone gives `childrenModelCount`), except those in
+        `skip`; sets `root_ids` to the roots' ids as the Hub has them now.
+
+        A renamed root redirects to its new id (hub-docs, docs/hub/repositories-settings.md): the
+        tree hangs from the new id, and the crawl says the configured one is out of date.
+        """
         self.stage = "fetching roots"
         found: list[ModelSnapshot] = []
+        self.root_ids = []
         for root in self.roots:
             if root in skip:
+                self.root_ids.append(root)
                 continue
             item = self.client.model(root, DETAIL_FIELDS)
             if item is None:
                 self.missing_roots.append(root)
                 log.warning("root %s does not exist on the Hub; it is skipped", root)
                 continue
-            found.append(parse_model(item))
+            snapshot = parse_model(item)
+            if snapshot.repo_id != root:
+                self._notify(
+                    f"root {root} was renamed to {strip_control(snapshot.repo_id)} on the Hub: its tree is crawled from"
+                    " the new id; put the new id in crawl.roots"
+                )
+            found.append(snapshot)
+            self.root_ids.append(snapshot.repo_id)
+        self.root_ids = list(dict.fromkeys(self.root_ids))
         if not found and not skip & set(self.roots):
             raise CrawlError(
                 "none of the roots exists on the Hub: " + ", ".join(self.roots),
@@ -321,10 +347,12 @@ class Crawl:
         for snapshot in accepted:
             self.accept(snapshot)
 
-        # Roots new to the tree are crawled from.
-        new_roots = self._fetch_roots(skip=set(self.known) | self.seen | set(self.missing_roots))
-        for snapshot in new_roots:
-            self.accept(snapshot)
+        # Roots new to the tree are crawled from (a renamed one is asked for each time, and found known).
+        fetched = self._fetch_roots(skip=set(self.known) | self.seen)
+        new_roots = [s for s in fetched if s.repo_id not in self.known]
+        for snapshot in fetched:
+            if snapshot.repo_id not in self.seen:
+                self.accept(snapshot)
         self.flush(force=True)
 
         if indexed:
@@ -351,6 +379,7 @@ class Crawl:
         whether it stays in the tree. A 429, a 5xx or a network failure is no evidence: the model
         stays as it was, and the next full crawl asks again.
         """
+        self.flush(force=True)  # what this run met must be in the store before absences are read there
         vanished = self.ledger.vanished(run.crawl_id)
         self.stage = f"asking the Hub about {len(vanished)} models the crawl did not meet"
         for repo_id in vanished:

@@ -70,9 +70,9 @@ def estimate_walk(roots: Sequence[ModelSnapshot], *, tree_size: int, page_size: 
     request per root and one for the change feed's head."""
     direct = sum(sum(r.children_count.values()) for r in roots if r.children_count)
     unknown = sum(1 for r in roots if r.children_count is None)
-    extra_pages = sum(
-        max(0, -(-n // page_size) - 1) for r in roots if r.children_count for n in r.children_count.values()
-    )
+    # One listing shows every relation of a model, so a root needs more pages only past
+    # `page_size` children in all.
+    extra_pages = sum(max(0, -(-sum(r.children_count.values()) // page_size) - 1) for r in roots if r.children_count)
     if tree_size > 0:
         nodes = max(tree_size, len(roots) + direct)
         basis = f"{tree_size:,} models in the tree at the last crawl"

@@ -3,9 +3,10 @@
 One page is `crawl.page_size` models (the Hub serves at most 1,000), so a scan costs about
 (models on the Hub) / 1,000 requests whatever the size of the tree: about 2,200 for the real Hub's
 2.2M models, where a walk of the paper's ten trees costs tens of thousands. Pages are sorted by
-`createdAt`, which never changes, so the Hub's keyset cursor neither skips nor repeats a model
-(huggingface_hub PR #1176 shows the cursor: a keyset on the sort key and `_id`). Pages come one
-after another: each needs the cursor of the one before.
+`createdAt` (what `HfApi.list_models(sort="created_at")` sends: hf_api.py lines 2468-2477), which
+never changes, so the Hub's keyset cursor neither skips nor repeats a model (huggingface_hub PR
+#1176 shows the cursor: a keyset on the sort key and `_id`). Pages come one after another: each
+needs the cursor of the one before.
 
 Each page lands in the Hub-wide index (`auditor.store.hubindex`) in one transaction with the URL
 of the next page, so a scan killed at any moment resumes at the first page it had not stored.
@@ -56,12 +57,12 @@ def scan_hub(crawl: Crawl, run: CrawlRun) -> None:
     crawl.scan_figures = {"pages": state.pages, "hub_models": state.listed, "indexed": state.indexed}
 
     crawl.stage = "computing the tree"
-    roots = [r for r in crawl.roots if r in crawl.seen]
+    roots = [r for r in crawl.root_ids if r in crawl.seen]
     members = index.descendants(roots, since_crawl=run.crawl_id)
     # Models of the store that the index holds but no root reaches any more: they re-declared their
     # parents. Their snapshots are stored too, so that they leave the tree as they are now.
     outside = set(index.indexed_among(crawl.ledger.vanished(run.crawl_id), since_crawl=run.crawl_id))
-    crawl.materialize(sorted({*members, *outside} - set(crawl.roots)))
+    crawl.materialize(sorted({*members, *outside} - set(crawl.root_ids)))
     crawl.flush(force=True)
 
 

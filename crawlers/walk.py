@@ -84,7 +84,9 @@ def walk(crawl: Crawl, seeds: Iterable[str]) -> None:
         finished = True
     finally:
         # On an error or Ctrl-C, do not wait for requests still in flight: what they would bring
-        # is listed again by the resumed crawl.
+        # is listed again by the resumed crawl. Those waiting for the rate limit give up at once.
+        if not finished:
+            crawl.client.abort()
         pool.shutdown(wait=finished, cancel_futures=True)
 
 
@@ -108,7 +110,13 @@ def take_listing(crawl: Crawl, repo_id: str, children: list[dict[str, Any]]) -> 
             crawl.skipped_items += 1
             log.warning("skipping a child of %s: %s", strip_control(repo_id), strip_control(str(err)))
             continue
-        if snapshot.repo_id in crawl.seen or snapshot.repo_id == repo_id:
+        if snapshot.repo_id == repo_id:
+            continue
+        if snapshot.repo_id in crawl.seen:
+            # Met before in this run. A full walk lists every model a listing shows, including one an
+            # earlier attempt stored without listing it (the caller skips those already queued).
+            if crawl.full and snapshot.repo_id not in crawl.listed:
+                explore.append(snapshot.repo_id)
             continue
         crawl.accept(snapshot)
         if crawl.full or snapshot.repo_id not in crawl.known:

@@ -29,6 +29,8 @@ class FaultRule:
     kind: FaultKind
     #: Only requests whose path starts with this prefix are candidates.
     path: str = "/"
+    #: ... and whose decoded query string contains this (e.g. `filter=base_model:org/name`).
+    query: str = ""
     every: int = 0
     probability: float = 0.0
     #: The first `after` matching requests are spared.
@@ -69,11 +71,11 @@ class FaultPlan:
     def clear(self) -> None:
         self.set([])
 
-    def pick(self, path: str) -> FaultRule | None:
-        """The rule that fires for this request, if any (and count it)."""
+    def pick(self, path: str, query: str = "") -> FaultRule | None:
+        """The rule that fires for this request, if any (and count it). `query` is the decoded query."""
         with self._lock:
             for index, rule in enumerate(self.rules):
-                if not path.startswith(rule.path):
+                if not path.startswith(rule.path) or rule.query not in query:
                     continue
                 if rule.times is not None and rule.fired >= rule.times:
                     continue

@@ -271,7 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
             hub.stats.add(route, 429)
             self._error(429, "RateLimited", f"Rate limit of the {window.bucket!r} bucket reached for this window.")
             return
-        rule = hub.faults.pick(path)
+        rule = hub.faults.pick(path, unquote(url.query))
         if rule is not None and rule.kind == "slow":
             time.sleep(rule.delay_s)
             rule = None
@@ -362,6 +362,11 @@ class _Handler(BaseHTTPRequestHandler):
             data = [view.dataset_json(d) for d in world.datasets.values()]
             return self._json(data)
         expand = _expand(query, LISTING_EXPAND)
+        if expand and any(_flag(query, name) for name in ("full", "cardData", "config")):
+            # The client refuses the mix ("`expand` cannot be used if `full`, `cardData` or
+            # `fetch_config` are passed", hf_api.py line 2430); what the Hub does is undocumented, so
+            # the stricter answer.
+            raise _HubError(400, "BadRequest", '"expand" cannot be combined with "full", "cardData" or "config"')
         sort = query.get("sort", [None])[0]
         if sort is not None and sort not in SORT_KEYS:
             raise _HubError(400, "BadRequest", f'"sort" must be one of [{", ".join(SORT_KEYS)}]')

@@ -391,3 +391,41 @@ def test_a_crawl_that_replaces_an_abandoned_one_brings_what_it_let_in(tmp_path: 
     assert not result.resumed
     nodes, _, _ = stored_lineage(store_path)
     assert joined and all(f"{r}-0-child" in nodes and f"{r}-1-child" in nodes for r in joined)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_a_renamed_root_is_crawled_from_its_new_id(strategy: str, tmp_path: Path) -> None:
+    world = fresh_world(size=800, seed=4)
+    old, new = "microsoft/Phi-3.5-mini-instruct", "microsoft/Phi-3.5-mini-renamed"
+    world.rename(old, new)
+    notes: list[str] = []
+    with SimHub(world) as hub, Store.open(tmp_path / "a.duckdb") as store:
+        config = sim_config(hub, **{"crawl.strategy": strategy, "crawl.page_size": 100})
+        result = crawl_lineage(config, store, CrawlOptions(notify=notes.append))
+        placed = dict(store.query("SELECT repo_id, is_root FROM models WHERE removed_at IS NULL"))
+    assert result.summary["missing_roots"] == []
+    assert placed[new] is True and old not in placed
+    assert any(f"root {old} was renamed to {new}" in note for note in notes)
+    assert_matches_truth(tmp_path / "a.duckdb", world)  # its children declare the old id: kept as declared
+
+
+def test_a_subtree_that_joins_after_a_scan_comes_from_the_index_as_the_scan_saw_it(tmp_path: Path) -> None:
+    world = fresh_world(size=800, seed=4)
+    store_path = tmp_path / "a.duckdb"
+    with SimHub(world) as hub:
+        run_crawl(hub, store_path, **{"crawl.strategy": "scan"})
+        head = "orphanage/detached-0"
+        gone, kept = f"{head}-0-child", f"{head}-1-child"
+        world.delete(gone)  # the feed does not show a deletion
+        world.redeclare(head, ["microsoft/Phi-3.5-mini-instruct"], "finetune")  # the head joins the tree
+        hub.stats.reset()
+        joined = run_crawl(hub, store_path)
+        feed_pages = hub.stats.snapshot()["route:list"]
+        nodes = stored_lineage(store_path)[0]
+        refreshed = run_crawl(hub, store_path, **{"crawl.refresh_days": 0})
+    # No request for the subtree: it came from the Hub-wide index, which cannot know of the deletion
+    # until a full crawl asks the Hub (docs/lineage.md).
+    assert joined.mode == "incremental" and joined.requests == feed_pages
+    assert {head, kept, gone} <= nodes
+    assert refreshed.mode == "full" and refreshed.summary["confirmed"] == {"deleted": 1}
+    assert_matches_truth(store_path, world)

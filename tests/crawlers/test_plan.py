@@ -21,8 +21,9 @@ def test_the_papers_roots_on_the_real_hub_are_scanned() -> None:
     walk = estimate_walk(roots, tree_size=0, page_size=1000)
     scan = estimate_scan(hub_models=2_200_000, learned=False, n_roots=10, page_size=1000)
     assert scan.requests == 2200 + 10 + 1
-    # 12,530 direct children, each taken as two models of tree; no relation fills a second page.
-    assert walk.requests == 10 + 25_060 + 10 + 1
+    # 12,530 direct children, each taken as two models of tree; each root's 1,253 children fill a
+    # second page of its listing.
+    assert walk.requests == 10 + 25_060 + 10 + 10 + 1
     choice = choose_strategy("auto", walk, scan)
     assert choice.strategy == "scan" and choice.chosen_by == "auto"
     assert choice.reason.startswith("scan (cheaper): about 2,211 requests")
@@ -46,7 +47,8 @@ def test_a_small_root_is_walked_and_a_known_tree_replaces_the_prior() -> None:
 
 
 def test_big_fan_outs_cost_extra_pages_and_unknown_counts_are_said() -> None:
-    roots = [_root("org/huge", {"quantized": 2500}), _root("org/quiet", None)]
+    # One listing shows every relation: 2,500 + 600 children are four pages, three more than one.
+    roots = [_root("org/huge", {"quantized": 2500, "finetune": 600}), _root("org/quiet", None)]
     walk = estimate_walk(roots, tree_size=0, page_size=1000)
-    assert walk.requests == 2 + 5000 + 2 + 2 + 1  # two more pages for 2,500 children
+    assert walk.requests == 2 + 6200 + 3 + 2 + 1
     assert "1 root(s) did not say" in walk.basis

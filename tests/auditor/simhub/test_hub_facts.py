@@ -105,6 +105,14 @@ def test_the_listing_accepts_every_value_of_the_clients_list(hub: SimHub) -> Non
     assert not {"childrenModelCount", "baseModels", "usedStorage"} & {key for m in models for key in m}
 
 
+@pytest.mark.parametrize("flag", ["full", "cardData", "config"])
+def test_the_listing_refuses_expand_mixed_with_full_card_data_or_config(hub: SimHub, flag: str) -> None:
+    # The client refuses the mix itself (hf_api.py line 2430: "`expand` cannot be used if `full`,
+    # `cardData` or `fetch_config` are passed"); the Hub's answer is undocumented, so the sim refuses.
+    response = httpx2.get(f"{hub.url}/api/models", params={"expand": "tags", flag: "true", "limit": 1})
+    assert response.status_code == 400
+
+
 def test_the_detail_route_accepts_the_lineage_fields(api: HfApi, hub: SimHub, world: World) -> None:
     # hf_api.py line 3179 (model_info's list) and PR #3182 (the detail route is where they belong).
     info = api.model_info(GEMMA_IT, expand=["childrenModelCount", "baseModels", "usedStorage"])
