@@ -627,7 +627,7 @@ def sim() -> None:
     "world_spec",
     default="size=2000,seed=0",
     show_default=True,
-    help="World to generate: size=N (20-200000),seed=S[,defects=on|off].",
+    help="World to generate: size=N (20-200000),seed=S[,defects=on|off][,tree=T (about T models in the tree)].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind (loopback by default).")
 @click.option("--port", type=int, default=8765, show_default=True, help="Port (0 picks a free one).")
@@ -635,7 +635,8 @@ def sim() -> None:
     "--rate-limit",
     default=None,
     metavar="Q/W",
-    help="Enforce Q requests per W seconds per bucket, as the Hub does (e.g. 500/300).",
+    help="Q requests per W seconds per bucket, announced in RateLimit headers as the Hub does (e.g. 500/300;"
+    " default 100000/300).",
 )
 @click.option(
     "--tiny",

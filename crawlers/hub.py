@@ -21,13 +21,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from auditor.config import HubSettings
 from auditor.errors import HubError, HubUnavailableError
 from auditor.hubfiles import token_for
 from auditor.textsafety import strip_control
-from crawlers.quota import RATE_LIMITS
+from crawlers.quota import RATE_LIMITS, origin_of
 
 
 class RequestMeter:
@@ -97,7 +97,8 @@ class HubClient:
         self.should_stop = should_stop
         self._aborted = threading.Event()
         self._start = METER.count
-        self._origin = _origin(self.endpoint)
+        #: `scheme://host:port` of the endpoint: where the token may go, and whose quota is spent.
+        self.origin = origin_of(self.endpoint)
 
     def abort(self) -> None:
         """Requests of this client that wait for the rate limit give up (`StopRequested`), now and after."""
@@ -178,12 +179,12 @@ class HubClient:
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
 
         settings = self.settings
-        if _origin(url) != self._origin:
+        if origin_of(url) != self.origin:
             raise HubError(
-                f"the Hub's next-page link points to {_origin(url)}, not to {self._origin}",
+                f"the Hub's next-page link points to {origin_of(url)}, not to {self.origin}",
                 hint="the listing was not followed there, so no token left the endpoint; check HF_ENDPOINT",
             )
-        RATE_LIMITS.wait_for_room("api", reserve=self.in_flight + 1, should_stop=self._stopping)
+        RATE_LIMITS.wait_for_room(self.origin, "api", reserve=self.in_flight + 1, should_stop=self._stopping)
         try:
             response = http_backoff(
                 "GET",
@@ -220,11 +221,6 @@ class HubClient:
                 f"no usable answer from {self.endpoint} for {_describe(url)}: {type(err).__name__}: {err}",
                 hint="check the network and HF_ENDPOINT; the crawl resumes where it stopped when run again",
             ) from None
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _describe(url: str) -> str:

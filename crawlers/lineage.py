@@ -145,7 +145,7 @@ class Crawl:
         self.fetched_roots: list[ModelSnapshot] = []
         #: The roots' ids as the Hub has them (a renamed root under its new id), present ones only.
         self.root_ids: list[str] = list(self.roots)
-        RATE_LIMITS.mark()
+        RATE_LIMITS.mark(self.client.origin)
 
     @property
     def full(self) -> bool:
@@ -199,7 +199,7 @@ class Crawl:
                 "resumed": resumed,
                 "strategy": run.strategy_plan,
                 "scan": self.scan_figures,
-                "quota": RATE_LIMITS.usage("api").as_json(),
+                "quota": RATE_LIMITS.usage(self.client.origin).as_json(),
                 "confirmed": dict(sorted(self.confirmed.items())),
                 "missing_roots": self.missing_roots,
                 "failed_listings": len(self.failed),

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from auditor.errors import StopRequested
 
@@ -78,21 +79,25 @@ class _Counters:
     rate_limited: int = 0
 
 
+#: (the endpoint's origin, the bucket): quotas are per Hub and per bucket.
+_Key = tuple[str, str]
+
+
 @dataclass
 class RateLimits:
-    """The process-wide view of the Hub's rate limits. Thread-safe."""
+    """The process-wide view of the rate limits of every Hub this process talks to. Thread-safe."""
 
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
-    _counters: dict[str, _Counters] = field(default_factory=dict)
+    _buckets: dict[_Key, _Bucket] = field(default_factory=dict)
+    _counters: dict[_Key, _Counters] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     # -- fed by every request and response ------------------------------------------------------
 
     def on_request(self, request: Any) -> None:
         """Count a request against its bucket (an httpx request hook)."""
-        bucket = bucket_of(str(request.url))
+        url = str(request.url)
         with self._lock:
-            self._buckets.setdefault(bucket, _Bucket()).sent_since += 1
+            self._buckets.setdefault((origin_of(url), bucket_of(url)), _Bucket()).sent_since += 1
 
     def on_response(self, response: Any) -> None:
         """Read the Hub's RateLimit headers (an httpx response hook)."""
@@ -100,14 +105,16 @@ class RateLimits:
 
         info = parse_ratelimit_headers(response.headers)
         status = getattr(response, "status_code", None)
+        url = str(response.request.url)
         if info is None:
             if status == 429:
                 with self._lock:
-                    self._counters.setdefault(bucket_of(str(response.request.url)), _Counters()).rate_limited += 1
+                    self._counters.setdefault((origin_of(url), bucket_of(url)), _Counters()).rate_limited += 1
             return
         now = time.monotonic()
+        key = (origin_of(url), info.resource_type)
         with self._lock:
-            bucket = self._buckets.setdefault(info.resource_type, _Bucket())
+            bucket = self._buckets.setdefault(key, _Bucket())
             # The latest answer speaks for the window. One that overtook another (requests run in
             # parallel) is off by the requests in flight at most: `wait_for_room` keeps those in
             # reserve.
@@ -115,7 +122,7 @@ class RateLimits:
             bucket.sent_since = 0
             bucket.quota = info.limit if info.limit is not None else bucket.quota
             bucket.window_s = info.window_seconds if info.window_seconds is not None else bucket.window_s
-            counters = self._counters.setdefault(info.resource_type, _Counters())
+            counters = self._counters.setdefault(key, _Counters())
             if counters.lowest_remaining is None or info.remaining < counters.lowest_remaining:
                 counters.lowest_remaining = info.remaining
             if status == 429:
@@ -124,22 +131,24 @@ class RateLimits:
     # -- used before each request ---------------------------------------------------------------
 
     def wait_for_room(
-        self, bucket: str = "api", *, reserve: int = 1, should_stop: Callable[[], bool] | None = None
+        self, origin: str, bucket: str = "api", *, reserve: int = 1, should_stop: Callable[[], bool] | None = None
     ) -> float:
-        """Wait, if needed, until the window has more than `reserve` requests left; return the wait.
+        """Wait, if needed, until the window of `bucket` at the Hub `origin` (`http://host:port`) has more
+        than `reserve` requests left; return the wait.
 
         `reserve` is the number of requests that may be in flight at once: each may spend one of
         what is left before its answer says so.
         """
+        key = (origin.lower(), bucket)
         with self._lock:
-            state = self._buckets.get(bucket)
+            state = self._buckets.get(key)
             now = time.monotonic()
             if state is None or state.remaining is None or now >= state.resets_at:
                 return 0.0
             if state.remaining - state.sent_since > reserve:
                 return 0.0
             wait_until = state.resets_at
-            counters = self._counters.setdefault(bucket, _Counters())
+            counters = self._counters.setdefault(key, _Counters())
             counters.pauses += 1
         waited = 0.0
         while True:
@@ -152,23 +161,25 @@ class RateLimits:
             time.sleep(step)
             waited += step
         with self._lock:
-            state = self._buckets[bucket]
+            state = self._buckets[key]
             if state.resets_at <= time.monotonic():
                 state.remaining = None  # a fresh window: unknown until the next answer says
-            self._counters[bucket].paused_s += waited
+            self._counters[key].paused_s += waited
         return waited
 
     # -- reporting ------------------------------------------------------------------------------
 
-    def mark(self) -> None:
-        """Start counting afresh (a crawl's usage is counted from its start)."""
+    def mark(self, origin: str) -> None:
+        """Start counting afresh for the Hub `origin` (a crawl's usage is counted from its start)."""
         with self._lock:
-            self._counters.clear()
+            for key in [k for k in self._counters if k[0] == origin.lower()]:
+                del self._counters[key]
 
-    def usage(self, bucket: str = "api") -> QuotaUsage:
+    def usage(self, origin: str, bucket: str = "api") -> QuotaUsage:
+        key = (origin.lower(), bucket)
         with self._lock:
-            state = self._buckets.get(bucket, _Bucket())
-            counters = self._counters.get(bucket, _Counters())
+            state = self._buckets.get(key, _Bucket())
+            counters = self._counters.get(key, _Counters())
             return QuotaUsage(
                 bucket=bucket,
                 quota=state.quota,
@@ -178,6 +189,12 @@ class RateLimits:
                 paused_s=counters.paused_s,
                 rate_limited=counters.rate_limited,
             )
+
+
+def origin_of(url: str) -> str:
+    """`scheme://host:port` of a URL, lower-cased: whose quota a request counts against."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def bucket_of(url: str) -> str:

@@ -98,7 +98,9 @@ def describe_quota(quota: dict[str, Any] | None) -> str:
     if quota.get("quota") is None:
         head = f"{bucket} quota not announced by the Hub"
     else:
-        head = f"{bucket} quota {quota['quota']:,} per {quota['window_s']} s: lowest left {quota['lowest_remaining']}"
+        lowest = quota.get("lowest_remaining")
+        left = f"{lowest:,}" if isinstance(lowest, int) else "?"
+        head = f"{bucket} quota {quota['quota']:,} per {quota['window_s']} s: lowest left {left}"
     pauses = quota.get("pauses", 0)
     plural = "s" if pauses != 1 else ""
     waited = f"; paused {pauses} time{plural} ({quota.get('paused_s', 0)} s) for the window to reset"

@@ -60,7 +60,7 @@ class CrawlProgressDisplay(LiveLine):
     def __call__(self, progress: Any) -> None:
         if progress.pages:
             expected = f" of about {progress.pages_expected:,}" if progress.pages_expected else ""
-            work = f"{progress.pages:,} pages{expected} read"
+            work = f"{progress.pages:,} page{'s' if progress.pages != 1 else ''}{expected} read"
         else:
             work = f"{progress.listed} listings done, {progress.pending} pending"
         self.show(

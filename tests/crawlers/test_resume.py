@@ -82,7 +82,7 @@ def test_ctrl_c_while_the_crawl_waits_for_the_rate_limit_stops_it_at_once(tmp_pa
 
     def interrupt_once_paused(progress: CrawlProgress) -> None:
         # Once a listing thread waits for the window to reset (30 s away), Ctrl-C.
-        if not stopped_at and RATE_LIMITS.usage("api").pauses > 0:
+        if not stopped_at and RATE_LIMITS.usage(hub.url).pauses > 0:
             stopped_at.append(time.monotonic())
             raise KeyboardInterrupt
 
