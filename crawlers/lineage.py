@@ -248,7 +248,8 @@ class Crawl:
                 feed_watermark=previous.feed_watermark,
                 feed_since=previous.feed_watermark - timedelta(minutes=self.settings.feed_overlap_minutes),
             )
-            self._notify(f"crawl {run.crawl_id}: the change feed since {run.feed_since:%Y-%m-%d %H:%M} UTC")
+            since = run.feed_since.astimezone(timezone.utc) if run.feed_since else None
+            self._notify(f"crawl {run.crawl_id}: the change feed since {since:%Y-%m-%d %H:%M} UTC")
             return run, False
         self.stage = "reading the change feed head"
         watermark = self._feed_head()
