@@ -75,8 +75,6 @@ class KnownModel:
     """What the store knows of a model in the tree, for change detection."""
 
     parents: tuple[tuple[str, str], ...]  # (parent, relation), in declaration order
-    #: When its downloads and likes were last read.
-    stats_at: datetime | None
 
 
 @dataclass(frozen=True)
@@ -151,13 +149,6 @@ class LineageStore:
         rows = self.store.query(
             f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE crawl_id = ?",
             [crawl_id],
-        )
-        return _run_from_row(rows[0]) if rows else None
-
-    def unfinished_run(self) -> CrawlRun | None:
-        """The newest run still marked running: a crawl that was killed (the writer lock is ours)."""
-        rows = self.store.query(
-            f"SELECT {_RUN_COLUMNS} FROM crawl_runs WHERE status = 'running' ORDER BY crawl_id DESC LIMIT 1"
         )
         return _run_from_row(rows[0]) if rows else None
 
@@ -271,9 +262,9 @@ class LineageStore:
             ).fetchall():
                 parents.setdefault(child, []).append((parent, relation))
             return {
-                repo_id: KnownModel(parents=tuple(parents.get(repo_id, ())), stats_at=stats_at)
-                for repo_id, stats_at in con.execute(
-                    "SELECT repo_id, stats_at FROM models WHERE removed_at IS NULL" + exclude, params
+                repo_id: KnownModel(parents=tuple(parents.get(repo_id, ())))
+                for (repo_id,) in con.execute(
+                    "SELECT repo_id FROM models WHERE removed_at IS NULL" + exclude, params
                 ).fetchall()
             }
 
