@@ -18,21 +18,16 @@ model updates it, so that the index stays whole between scans.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from auditor.errors import HubError
 from auditor.lineage import ModelSnapshot
 from auditor.store.hubindex import IndexEntry
 from auditor.store.lineage import CrawlRun
-from auditor.textsafety import strip_control
-from crawlers.hubjson import LISTING_FIELDS, parse_model
+from crawlers.hubjson import LISTING_FIELDS
 
 if TYPE_CHECKING:
     from crawlers.lineage import Crawl
-
-log = logging.getLogger(__name__)
 
 
 def read_changes(crawl: Crawl, run: CrawlRun, *, keep_index: bool) -> list[ModelSnapshot]:
@@ -52,12 +47,9 @@ def read_changes(crawl: Crawl, run: CrawlRun, *, keep_index: bool) -> list[Model
         entries: list[IndexEntry] = []
         without_parents: list[str] = []
         for item in page.items:
-            try:
-                snapshot = parse_model(item)
-            except HubError as err:
-                # The feed covers the whole Hub: one malformed stranger must not stop the crawl.
-                crawl.skipped_items += 1
-                log.warning("skipping a model in the change feed: %s", strip_control(str(err)))
+            # The feed covers the whole Hub: one malformed stranger must not stop the crawl.
+            snapshot = crawl.parse(item, "a model in the change feed")
+            if snapshot is None:
                 continue
             if snapshot.last_modified is not None and newest is None:
                 newest = snapshot.last_modified

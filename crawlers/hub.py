@@ -147,14 +147,14 @@ class HubClient:
         `start_url` resumes a listing at a page an earlier `Page.next_url` named (its query holds
         everything, the cursor included); the other arguments are then ignored.
         """
-        params: list[tuple[str, Any]] | None = [("filter", f) for f in filters]
-        assert params is not None
+        query: list[tuple[str, Any]] = [("filter", f) for f in filters]
         if sort:
-            params.append(("sort", sort))
+            query.append(("sort", sort))
         if limit:
-            params.append(("limit", limit))
-        params.extend(("expand", f) for f in fields)
+            query.append(("limit", limit))
+        query.extend(("expand", f) for f in fields)
         url: str | None = f"{self.endpoint}/api/models"
+        params: list[tuple[str, Any]] | None = query
         if start_url is not None:
             url, params = start_url, None
         followed: set[str] = set()

@@ -140,17 +140,6 @@ def parse_model(item: dict[str, Any]) -> ModelSnapshot:
     )
 
 
-def parse_stored(raw: str) -> ModelSnapshot:
-    """A model from the JSON the store kept of a listing (the Hub-wide index's `raw`)."""
-    try:
-        item = json.loads(raw)
-    except ValueError:
-        item = None
-    if not isinstance(item, dict):
-        raise HubError("a stored listing entry is not a JSON object")
-    return parse_model(item)
-
-
 def listed_under(tags: list[str] | tuple[str, ...]) -> tuple[str, ...]:
     """The ids P of the `base_model:P` tags: what `filter=base_model:P` lists a model under.
 

@@ -25,6 +25,7 @@ docs/lineage.md).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -41,7 +42,7 @@ from auditor.store.lineage import CrawlRun, KnownModel, Listing, Removal
 from auditor.textsafety import strip_control
 from crawlers import feed, scan, walk
 from crawlers.hub import HubClient
-from crawlers.hubjson import DETAIL_FIELDS, LISTING_FIELDS, parse_model, parse_stored
+from crawlers.hubjson import DETAIL_FIELDS, LISTING_FIELDS, parse_model
 from crawlers.plan import StrategyChoice, choose_strategy, estimate_scan, estimate_walk
 from crawlers.quota import RATE_LIMITS
 
@@ -407,16 +408,25 @@ class Crawl:
                         continue
                 else:
                     self.confirmed["still_there"] += 1
-                try:
-                    self.accept(parse_model(item))
-                except HubError as err:
-                    # It exists; its metadata does not parse: keep what the store has.
-                    self.skipped_items += 1
-                    log.warning("keeping %s as stored: %s", strip_control(repo_id), strip_control(str(err)))
+                # It exists; when its metadata does not parse, the store keeps what it has.
+                snapshot = self.parse(item, f"{repo_id}'s metadata (the stored snapshot stays)")
+                if snapshot is not None:
+                    self.accept(snapshot)
             self.flush()
             self.report()
 
     # -- shared by the walk, the scan and the feed ------------------------------------------------
+
+    def parse(self, item: Any, where: str) -> ModelSnapshot | None:
+        """`item` (the Hub's JSON for a model) as a snapshot; None when its metadata does not parse,
+        counted in `skipped_items` and logged with `where` it came from. One malformed model never
+        stops a crawl."""
+        try:
+            return parse_model(item)
+        except HubError as err:
+            self.skipped_items += 1
+            log.warning("skipping %s: %s", strip_control(where), strip_control(str(err)))
+            return None
 
     def accept(self, snapshot: ModelSnapshot) -> None:
         """Buffer a snapshot for the store."""
@@ -429,11 +439,9 @@ class Crawl:
         self.stage = f"storing {len(wanted)} models from the Hub-wide index"
         for batch in self.index.raws(wanted):
             for repo_id, raw in batch:
-                try:
-                    self.accept(parse_stored(raw))
-                except HubError as err:
-                    self.skipped_items += 1
-                    log.warning("skipping %s: %s", strip_control(repo_id), strip_control(str(err)))
+                snapshot = self.parse(json.loads(raw), f"the Hub-wide index's entry of {repo_id}")
+                if snapshot is not None:
+                    self.accept(snapshot)
             self.flush()
             self.report()
 

@@ -19,19 +19,14 @@ incremental crawl reads it.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 
-from auditor.errors import HubError
 from auditor.store.hubindex import IndexEntry
 from auditor.store.lineage import CrawlRun
-from auditor.textsafety import strip_control
-from crawlers.hubjson import LISTING_FIELDS, parse_model
+from crawlers.hubjson import LISTING_FIELDS
 
 if TYPE_CHECKING:
     from crawlers.lineage import Crawl
-
-log = logging.getLogger(__name__)
 
 
 def scan_hub(crawl: Crawl, run: CrawlRun) -> None:
@@ -68,13 +63,8 @@ def scan_hub(crawl: Crawl, run: CrawlRun) -> None:
 
 def _entry(crawl: Crawl, item: object) -> IndexEntry | None:
     """The index entry of one listed model, or None when its tags name no base model."""
-    try:
-        snapshot = parse_model(item)  # type: ignore[arg-type]
-    except HubError as err:
-        crawl.skipped_items += 1
-        log.warning("skipping a model of the Hub listing: %s", strip_control(str(err)))
-        return None
-    if not snapshot.listed_under:
+    snapshot = crawl.parse(item, "a model of the Hub listing")
+    if snapshot is None or not snapshot.listed_under:
         return None
     return IndexEntry.of(snapshot)
 

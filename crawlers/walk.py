@@ -18,7 +18,6 @@ a row the crawl stops, resumable.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -27,13 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from auditor.errors import HubError
 from auditor.store.lineage import Listing
-from auditor.textsafety import strip_control
-from crawlers.hubjson import LISTING_FIELDS, parse_model
+from crawlers.hubjson import LISTING_FIELDS
 
 if TYPE_CHECKING:
     from crawlers.lineage import Crawl
 
-log = logging.getLogger(__name__)
 
 #: Times a failed listing is tried in the same crawl before it is left for the next.
 LISTING_ATTEMPTS = 3
@@ -104,11 +101,8 @@ def take_listing(crawl: Crawl, repo_id: str, children: list[dict[str, Any]]) -> 
     """Record one complete listing; return the models whose children must be listed next."""
     explore: list[str] = []
     for item in children:
-        try:
-            snapshot = parse_model(item)
-        except HubError as err:
-            crawl.skipped_items += 1
-            log.warning("skipping a child of %s: %s", strip_control(repo_id), strip_control(str(err)))
+        snapshot = crawl.parse(item, f"a child of {repo_id}")
+        if snapshot is None:
             continue
         if snapshot.repo_id == repo_id:
             continue

@@ -10,7 +10,7 @@ import atexit
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pytest
 from auditor.config import ResolvedConfig, load_config
 from auditor.simhub import SimHub, World, WorldSpec, build_world
 from auditor.store import Store, tree_digest
-from crawlers import CrawlOptions, CrawlResult, crawl_lineage
+from crawlers import CrawlOptions, CrawlProgress, CrawlResult, crawl_lineage
 
 # huggingface_hub reads HF_HOME once, when it is imported: set it before any test imports it, so
 # that no download of the test session lands in (or comes from) the machine's own cache.
@@ -76,6 +76,25 @@ def sim_config(hub: SimHub, **flags: Any) -> ResolvedConfig:
 def run_crawl(hub: SimHub, store_path: Path, *, full: bool = False, **flags: Any) -> CrawlResult:
     with Store.open(store_path) as store:
         return crawl_lineage(sim_config(hub, **flags), store, CrawlOptions(full=full))
+
+
+def interrupt_after(reports: int) -> Callable[[CrawlProgress], None]:
+    """A crawl's progress callback that presses Ctrl-C (raises KeyboardInterrupt) at its `reports`-th call."""
+    calls = 0
+
+    def interrupt(progress: CrawlProgress) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == reports:
+            raise KeyboardInterrupt
+
+    return interrupt
+
+
+def interrupt_once_the_feed_is_read(progress: CrawlProgress) -> None:
+    """A crawl's progress callback that presses Ctrl-C at the first report after the change feed."""
+    if progress.stage != "reading the change feed":
+        raise KeyboardInterrupt
 
 
 def stored_lineage(store_path: Path) -> tuple[set[str], set[tuple[str, str, str]], dict[str, str]]:

@@ -199,7 +199,6 @@ class World:
         self._children: dict[tuple[str, str], set[str]] = {}
         self._tag_index: dict[str, set[str]] = {}
         self._tags: dict[str, tuple[str, ...]] = {}
-        self._order: list[str] = []
         # Preferential attachment pools, per family.
         self._fertile: dict[str, list[str]] = {}
         self._edge_parents: dict[str, list[str]] = {}
@@ -233,10 +232,6 @@ class World:
 
     def with_tag(self, tag: str) -> set[str]:
         return self._tag_index.get(tag, set())
-
-    def ordered_ids(self) -> list[str]:
-        """Live model ids in creation order."""
-        return [i for i in self._order if not self.models[i].deleted]
 
     def truth(self, roots: Iterable[str] | None = None) -> Truth:
         """The oracle: every live descendant of the roots, and their declared edges."""
@@ -301,8 +296,6 @@ class World:
             )
             if repo_id in self.models:
                 self._unindex(self.models[repo_id])
-            else:
-                self._order.append(repo_id)
             self.models[repo_id] = repo
             if self.redirects.pop(repo_id, None) is not None:
                 # A new repo takes the name over from a redirect: it is another repo, with its own `_id`.
@@ -385,13 +378,10 @@ class World:
             if new_id == old_id or self.model(new_id) is not None:
                 raise ValueError(f"cannot rename {old_id!r} to {new_id!r}: a model already has that id")
             self._unindex(repo)
-            if new_id in self.models:  # a deleted model's name is free to take
-                self._order.remove(new_id)
-            del self.models[old_id]
+            del self.models[old_id]  # (a deleted model's name is free to take: it is replaced below)
             repo.former_ids.append(old_id)
             repo.repo_id = new_id
             self.models[new_id] = repo
-            self._order[self._order.index(old_id)] = new_id
             self._index(repo)
             self.redirects.pop(new_id, None)
             for former, current in self.redirects.items():

@@ -12,11 +12,13 @@ from auditor.errors import CrawlError, HubError
 from auditor.simhub import FaultRule, SimHub, World
 from auditor.simhub.server import truth_figures
 from auditor.store import Store
-from crawlers import CrawlOptions, CrawlProgress, HubClient, crawl_lineage
+from crawlers import CrawlOptions, HubClient, crawl_lineage
 from crawlers.quota import RATE_LIMITS
 from tests.conftest import (
     assert_matches_truth,
     fresh_world,
+    interrupt_after,
+    interrupt_once_the_feed_is_read,
     run_crawl,
     sim_config,
     store_digest,
@@ -245,18 +247,10 @@ def test_the_refresh_confirms_each_absence_with_the_hub(tmp_path: Path) -> None:
 def test_an_interrupted_crawl_resumes_and_completes(tmp_path: Path) -> None:
     world = fresh_world(size=800, seed=4)
     store_path = tmp_path / "a.duckdb"
-    calls = 0
-
-    def interrupt_after_some_listings(progress: CrawlProgress) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 60:
-            raise KeyboardInterrupt
-
     with SimHub(world) as hub:
         config = sim_config(hub, **{"crawl.strategy": "walk"})
         with Store.open(store_path) as store, pytest.raises(KeyboardInterrupt):
-            crawl_lineage(config, store, CrawlOptions(progress=interrupt_after_some_listings))
+            crawl_lineage(config, store, CrawlOptions(progress=interrupt_after(60)))
         with Store.open(store_path, read_only=True) as store:
             run = store.query_dicts("SELECT status, error, requests FROM crawl_runs")[0]
             stored_before = store.query("SELECT count(*) FROM models")[0][0]
@@ -342,11 +336,6 @@ def test_an_interrupted_recrawl_still_brings_the_subtrees_it_let_in(strategy: st
         changes = world.evolve(0.03, seed=9)
         joined = [r for r in changes.redeclared if r.startswith("orphanage/")]
         assert len(joined) >= 2
-
-        def interrupt_once_the_feed_is_read(progress: CrawlProgress) -> None:
-            if progress.stage != "reading the change feed":
-                raise KeyboardInterrupt
-
         with Store.open(store_path) as store, pytest.raises(KeyboardInterrupt):
             crawl_lineage(sim_config(hub), store, CrawlOptions(progress=interrupt_once_the_feed_is_read))
         result = run_crawl(hub, store_path)
@@ -382,11 +371,6 @@ def test_a_crawl_that_replaces_an_abandoned_one_brings_what_it_let_in(tmp_path: 
         run_crawl(hub, store_path, **{"crawl.strategy": "scan"})
         changes = world.evolve(0.03, seed=9)
         joined = [r for r in changes.redeclared if r.startswith("orphanage/")]
-
-        def interrupt_once_the_feed_is_read(progress: CrawlProgress) -> None:
-            if progress.stage != "reading the change feed":
-                raise KeyboardInterrupt
-
         with Store.open(store_path) as store, pytest.raises(KeyboardInterrupt):
             crawl_lineage(sim_config(hub), store, CrawlOptions(progress=interrupt_once_the_feed_is_read))
         roots = (*world.roots, "nobody/new-root")  # other roots: the unfinished run is not resumed

@@ -14,7 +14,7 @@ from auditor.simhub import FaultRule, SimHub, World
 from auditor.store import Store
 from crawlers import CrawlOptions, CrawlProgress, crawl_lineage
 from crawlers.quota import RATE_LIMITS
-from tests.conftest import assert_matches_truth, fresh_world, run_crawl, sim_config
+from tests.conftest import assert_matches_truth, fresh_world, interrupt_after, run_crawl, sim_config
 
 
 def _parent_of_a_parent(world: World) -> tuple[str, str]:
@@ -57,17 +57,10 @@ def test_a_walk_whose_listings_failed_lists_what_they_hid_when_it_resumes(tmp_pa
 def test_a_walk_left_unfinished_by_an_older_auditor_lists_again_what_the_migration_dropped(tmp_path: Path) -> None:
     world = fresh_world(size=800, seed=4)
     store_path = tmp_path / "a.duckdb"
-    calls = 0
-
-    def interrupt(progress: CrawlProgress) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 200:
-            raise KeyboardInterrupt
-
     with SimHub(world) as hub:
         with Store.open(store_path) as store, pytest.raises(KeyboardInterrupt):
-            crawl_lineage(sim_config(hub, **{"crawl.strategy": "walk"}), store, CrawlOptions(progress=interrupt))
+            config = sim_config(hub, **{"crawl.strategy": "walk"})
+            crawl_lineage(config, store, CrawlOptions(progress=interrupt_after(200)))
         # Migration 0006 drops the listings of unfinished runs (schema 5 kept them per relation).
         with Store.open(store_path) as store, store.transaction() as con:
             con.execute("DELETE FROM crawl_listings WHERE crawl_id = 1")
