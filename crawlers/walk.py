@@ -2,9 +2,11 @@
 
 `GET /api/models?filter=base_model:<id>` lists every direct child of a model whatever the relation
 (the Hub tags each child `base_model:<parent>` besides `base_model:<relation>:<parent>`; the
-relations are read from those tags). A listing cannot say whether a child has children of its own
-(`childrenModelCount` is refused on the listing route: huggingface_hub PR #3182), so every model
-met is listed in turn, leaves included: about one request per model of the tree.
+relations are read from those tags; the sources are cited where the simulated Hub pins this, in
+tests/auditor/simhub/test_hub_facts.py, `test_base_model_tags_list_every_relation_or_one`). A
+listing cannot say whether a child has children of its own (`childrenModelCount` is refused on
+the listing route: huggingface_hub PR #3182), so every model met is listed in turn, leaves
+included: about one request per model of the tree.
 
 Listings are sorted by `createdAt`, which never changes: the Hub's cursor is a keyset on the sort
 key (the cursor of huggingface_hub PR #1176 decodes to `{"$or": [{"likes": 294, "_id": {"$gt":

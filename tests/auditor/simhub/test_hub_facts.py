@@ -338,8 +338,11 @@ def test_gated_metadata_is_public_and_its_files_are_not(hub: SimHub, world: Worl
 def test_base_model_tags_list_every_relation_or_one(api: HfApi, world: World) -> None:
     # hub-docs docs/hub/model-cards.md (~line 156, base_model_relation): "The Hub will infer the type of
     # relationship from the current model to the base model ("adapter", "merge", "quantized",
-    # "finetune")"; docs/inference-providers/register-as-a-provider.md (~line 169) shows the tag
-    # `base_model:adapter:black-forest-labs/FLUX.1-dev` next to `base_model:<id>`.
+    # "finetune")"; docs/inference-providers/register-as-a-provider.md (~line 169) shows the relation
+    # form of the tag, `base_model:adapter:black-forest-labs/FLUX.1-dev`. No first-party page shows
+    # the plain `base_model:<id>` form: it rests on ../shared/HUB_API.md and on third-party captures
+    # of live answers (XLabs-AI/flux-RealismLora's tags list both `base_model:black-forest-labs/
+    # FLUX.1-dev` and `base_model:adapter:black-forest-labs/FLUX.1-dev`).
     by_relation = {r: world._children.get((GEMMA_IT, r), set()) for r in ("finetune", "adapter", "quantized", "merge")}
     assert sum(1 for kids in by_relation.values() if kids) >= 2
     every = [m.id for m in api.list_models(filter=f"base_model:{GEMMA_IT}")]
