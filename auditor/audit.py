@@ -1,10 +1,12 @@
 """Audit one model: the battery, a pinned commit, quantized loading, generation, scoring, storage.
 
-The unit of work is pure: (model sha, battery, preset, quantization, scorer) in, rows out. Asking
-for an audit that is already done returns the stored one (`force` redoes it); an audit left
-`running` by a killed process is resumed, generating only the prompts it lacks. A model that cannot
-be audited (gated, too large, pickle-only, broken) becomes a row with status `skipped` or `failed`
-and a reason; the caller goes on with the next model.
+The unit of work is pure: (model sha, battery, preset, quantization, device) and the scorers in,
+rows out. Generation, the expensive part, runs once; every configured scorer scores each
+completion. Asking for an audit that is already done returns the stored one (`force` redoes it),
+after scoring its stored completions with any configured scorer it lacks; an audit left `running`
+by a killed process is resumed, generating only the prompts it lacks. A model that cannot be
+audited (gated, too large, pickle-only, broken) becomes a row with status `skipped` or `failed` and
+a reason; the caller goes on with the next model.
 """
 
 from __future__ import annotations
@@ -15,18 +17,18 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 from auditor.battery import Battery, battery_spec, build_battery, read_prompt_rows
 from auditor.config import ResolvedConfig
-from auditor.errors import ModelError, StopRequested, StoreError
-from auditor.hubfiles import download, list_repo_files
+from auditor.errors import HubError, ModelError, StopRequested, StoreError, hub_unreachable
+from auditor.hubfiles import RepoFiles, download, list_repo_files
 from auditor.presets import get_preset
-from auditor.scoring import Scorer, load_scorer
+from auditor.scoring import ScorerSet, load_scorers
 from auditor.store import Store
-from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion
+from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
 from auditor.textsafety import strip_control
 
 log = logging.getLogger(__name__)
@@ -42,11 +44,18 @@ class AuditOutcome:
     reused: bool
     resumed: bool
     n_completions: int
+    #: The rate on the headline metric (`metric`), and its number of scored completions.
     rate: float | None
     n_scored: int
     seconds: float
     #: Bytes downloaded for this audit (the model's files, and an adapter's base).
     download_bytes: int = 0
+    #: The headline metric, `scorer:attribute`.
+    metric: str = ""
+    #: Each scorer's rate on its primary attribute, by `scorer:attribute`.
+    rates: dict[str, float | None] = field(default_factory=dict)
+    #: Scorers that scored the stored completions of an audit already done (nothing generated).
+    scored_now: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,22 +67,39 @@ class AuditProgress:
 
 
 def ensure_battery(resolved: ResolvedConfig, store: Store, name: str | None = None) -> Battery:
-    """Download the battery's dataset at its revision, select the prompts, store them once."""
+    """Download the battery's dataset at its revision, select the prompts, store them once.
+
+    The dataset is every audit's, so failing to fetch it is not one model's row: it raises a
+    `HubError` (`HubUnavailableError` when the Hub cannot be reached at all).
+    """
     settings = resolved.config.audit
+    hub = resolved.config.hub
     spec = battery_spec(name or settings.battery)
-    files = list_repo_files(
-        settings.battery_source, settings.battery_revision, endpoint=resolved.config.hub.endpoint, repo_type="dataset"
-    )
-    folder = download(
-        files,
-        [p for p in files.files if p.endswith(".jsonl")],
-        endpoint=resolved.config.hub.endpoint,
-        cache_dir=settings.cache_dir,
-        repo_type="dataset",
-    )
+    try:
+        files = list_repo_files(
+            settings.battery_source, settings.battery_revision, endpoint=hub.endpoint, repo_type="dataset", hub=hub
+        )
+        folder = download(
+            files,
+            [p for p in files.files if p.endswith(".jsonl")],
+            endpoint=hub.endpoint,
+            cache_dir=settings.cache_dir,
+            repo_type="dataset",
+            hub=hub,
+        )
+    except ModelError as err:
+        raise hub_unreachable(err) or HubError(
+            f"the prompt dataset {settings.battery_source} could not be fetched: {err}",
+            hint=err.hint or "try again later",
+        ) from None
     battery = build_battery(spec, settings.battery_source, files.sha, read_prompt_rows(folder))
     AuditStore(store).save_battery(battery)
     return battery
+
+
+def scorer_refs(scorers: ScorerSet) -> list[ScorerRef]:
+    """The configured scorers as the store records them."""
+    return [ScorerRef(s.name, s.checkpoint_hash, s.primary) for s in scorers.scorers]
 
 
 def audit_model(
@@ -86,19 +112,21 @@ def audit_model(
     preset_name: str | None = None,
     quantization: str | None = None,
     force: bool = False,
-    scorer: Scorer | None = None,
+    scorers: ScorerSet | None = None,
     progress: Callable[[AuditProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> AuditOutcome:
     """Audit `repo_id` at `revision` (default: its current commit) and store every row.
 
-    `should_stop` is polled after the download and after each stored batch but the last: when it
-    returns True the audit stops with `StopRequested`, its row (if it has one yet) left `running`
-    with every batch so far, for the next run to finish.
+    The model is looked up on the Hub before anything else (the battery's dataset included), so a
+    wrong id or an unreachable Hub is known at once. `should_stop` is polled after the download and
+    after each stored batch but the last: when it returns True the audit stops with
+    `StopRequested`, its row (if it has one yet) left `running` with every batch so far, for the
+    next run to finish.
 
     >>> outcome = audit_model(load_config(), store, "acme/llama-finetune")      # doctest: +SKIP
-    >>> outcome.status, outcome.rate
-    ('done', 0.04)
+    >>> outcome.status, outcome.metric, outcome.rate
+    ('done', 'detoxify:toxicity', 0.04)
     """
     from auditor.loader import resolve_device, resolve_quantization
 
@@ -106,15 +134,23 @@ def audit_model(
     settings = config.audit
     endpoint = config.hub.endpoint
     started = time.monotonic()
-    battery = battery or ensure_battery(resolved, store)
     preset = get_preset(preset_name or settings.preset)
     device = resolve_device(settings.device)
     quant = resolve_quantization(quantization or settings.quantization, device)
-    scorer = scorer or load_scorer(config.scoring, endpoint=endpoint)
     audits = AuditStore(store)
     timings: dict[str, float] = {}
-
     downloaded = [0]
+
+    listing: RepoFiles | None = None
+    listing_error: ModelError | None = None
+    try:
+        listing = list_repo_files(repo_id, revision, endpoint=endpoint, hub=config.hub)
+    except ModelError as err:
+        listing_error = err
+    battery = battery or ensure_battery(resolved, store)
+    scorers = scorers or load_scorers(config.scoring, endpoint=endpoint, hub=config.hub)
+    refs = scorer_refs(scorers)
+    threshold = config.scoring.threshold
 
     def outcome(
         audit_id: int | None,
@@ -124,9 +160,14 @@ def audit_model(
         *,
         reused: bool = False,
         resumed: bool = False,
+        scored_now: Sequence[str] = (),
     ) -> AuditOutcome:
-        rate, n_scored = audits.rate(audit_id, scorer.primary, config.scoring.threshold) if audit_id else (None, 0)
-        n_completions = len(audits.completed_prompts(audit_id)) if audit_id else 0
+        rates: dict[str, float | None] = {}
+        rate, n_scored = None, 0
+        if audit_id is not None:
+            for ref in refs:
+                rates[f"{ref.name}:{ref.primary}"] = audits.rate(audit_id, ref.name, ref.primary, threshold)[0]
+            rate, n_scored = audits.rate(audit_id, scorers.headline.scorer, scorers.headline.attribute, threshold)
         return AuditOutcome(
             audit_id,
             repo_id,
@@ -135,47 +176,45 @@ def audit_model(
             reason,
             reused,
             resumed,
-            n_completions,
+            len(audits.completed_prompts(audit_id)) if audit_id else 0,
             rate,
             n_scored,
             time.monotonic() - started,
             downloaded[0],
+            str(scorers.headline),
+            rates,
+            tuple(scored_now),
         )
 
     def key_for(sha: str | None, quant_used: str) -> AuditKey:
-        return AuditKey(
-            repo_id,
-            sha,
-            battery.battery_id,
-            preset.name,
-            preset.config_hash,
-            quant_used,
-            scorer.name,
-            scorer.checkpoint_hash,
-            device,
-        )
+        return AuditKey(repo_id, sha, battery.battery_id, preset.name, preset.config_hash, quant_used, device)
 
     def start(key: AuditKey) -> int:
         return audits.start(
             key,
+            scorers=refs,
             generation_config=preset.generation_config(),
             versions=_versions(device),
             config=resolved.provenance(),
             n_prompts=len(battery.prompts),
-            primary_attribute=scorer.primary,
         )
 
-    try:
-        listing = list_repo_files(repo_id, revision, endpoint=endpoint)
-    except ModelError as err:
+    if listing is None:
+        assert listing_error is not None
         failed_id = start(key_for(revision, quant))
-        audits.finish(failed_id, err.status, reason=_reason(err), timings={}, reason_code=err.code)
-        return outcome(failed_id, revision, err.status, _reason(err))
+        audits.finish(
+            failed_id, listing_error.status, reason=_reason(listing_error), timings={}, reason_code=listing_error.code
+        )
+        return outcome(failed_id, revision, listing_error.status, _reason(listing_error))
 
     sha = listing.sha
     key = key_for(sha, quant)
     done = None if force else audits.find(key, ["done"])
+    if done is not None and not audits.covers(done.audit_id, refs):
+        done = None  # scored by another checkpoint of a scorer: the new checkpoint gets its own audit
     resumable = audits.find(key, ["running"])
+    if resumable is not None and not audits.covers(resumable.audit_id, refs):
+        resumable = None
     audit_id: int | None = None
     loaded = None
     resumed = False
@@ -186,11 +225,12 @@ def audit_model(
 
         _report(progress, repo_id, 0, len(battery.prompts), "downloading")
         t = time.monotonic()
-        fetched = fetch_model(repo_id, sha, settings, endpoint=endpoint, listing=listing)
+        fetched = fetch_model(repo_id, sha, settings, endpoint=endpoint, listing=listing, hub=config.hub)
         base = None
         if fetched.kind == "adapter":
             assert fetched.base_repo is not None
-            base = fetch_model(fetched.base_repo, audits.model_sha(fetched.base_repo), settings, endpoint=endpoint)
+            base_sha_wanted = audits.model_sha(fetched.base_repo)
+            base = fetch_model(fetched.base_repo, base_sha_wanted, settings, endpoint=endpoint, hub=config.hub)
         timings["download_s"] = time.monotonic() - t
         if should_stop is not None and should_stop():  # after a long download, before a long load
             raise StopRequested(f"the audit of {repo_id} was asked to stop before loading; the next run does it")
@@ -198,11 +238,16 @@ def audit_model(
         base_sha = base.sha if base else None
         # An adapter's numbers depend on its base too: a stored result stands only for the same base.
         if done is not None and done.base_sha == base_sha:
-            return outcome(done.audit_id, sha, "done", done.reason, reused=True)
+            scored_now = _score_stored(audits, done.audit_id, scorers, refs, progress, repo_id)
+            if scored_now:
+                _refresh_drift(store, threshold)
+            return outcome(done.audit_id, sha, "done", done.reason, reused=True, scored_now=scored_now)
         pre = prequantized(base or fetched)
         if pre is not None and quant != f"pre-{pre}":
             key = key_for(sha, f"pre-{pre}")  # the repo's own quantization is what runs, and is recorded
             resumable = audits.find(key, ["running"])
+            if resumable is not None and not audits.covers(resumable.audit_id, refs):
+                resumable = None
         if resumable is not None and resumable.base_sha not in (None, base_sha):
             audits.finish(
                 resumable.audit_id,
@@ -214,6 +259,8 @@ def audit_model(
             resumable = None
         resumed = resumable is not None
         audit_id = resumable.audit_id if resumable is not None else start(key)
+        for ref in refs:
+            audits.begin_scoring(audit_id, ref)
 
         _report(progress, repo_id, 0, len(battery.prompts), "loading")
         loaded = load_model(fetched, settings, quantization=key.quantization, device=device, base=base)
@@ -226,6 +273,8 @@ def audit_model(
             generation_config=effective_generation_config(loaded, preset),
             versions=_versions(device),
             config=resolved.provenance(),
+            repo_generation_config=loaded.repo_generation.file,
+            findings=loaded.findings(preset),
         )
 
         import torch
@@ -241,13 +290,15 @@ def audit_model(
         def on_batch(generations: list[Any]) -> None:
             now = time.monotonic()
             counter["generate_s"] += now - last[0]
-            scores = scorer.score([g.text for g in generations])
+            by_scorer = scorers.score([g.text for g in generations])
             counter["score_s"] += time.monotonic() - now
             audits.write_batch(
                 current_id,
                 [
-                    ScoredCompletion(g.prompt_id, g.text, g.n_tokens, g.finish_reason, s.values, s.reason)
-                    for g, s in zip(generations, scores, strict=True)
+                    ScoredCompletion(
+                        g.prompt_id, g.text, g.n_tokens, g.finish_reason, {n: s[i] for n, s in by_scorer.items()}
+                    )
+                    for i, g in enumerate(generations)
                 ],
             )
             counter["done"] += len(generations)
@@ -258,7 +309,10 @@ def audit_model(
 
         generate(loaded, prepared, preset, batch_size=settings.batch_size, on_batch=on_batch)
         timings["generate_s"] = counter["generate_s"]
-        timings["score_s"] = counter["score_s"]
+        t = time.monotonic()
+        # A resumed audit's earlier completions may lack a scorer added since: score them now.
+        _score_stored(audits, audit_id, scorers, refs, None, repo_id)
+        timings["score_s"] = counter["score_s"] + time.monotonic() - t
         audits.finish(
             audit_id,
             "done",
@@ -267,7 +321,7 @@ def audit_model(
             reason_code="chat_fallback" if prepared.fallback else None,
         )
         result = outcome(audit_id, sha, "done", prepared.fallback, resumed=resumed)
-        _refresh_drift(store, config.scoring.threshold)
+        _refresh_drift(store, threshold)
     except ModelError as err:
         audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
         audits.finish(audit_id, err.status, reason=_reason(err), timings=timings, reason_code=err.code)
@@ -289,12 +343,40 @@ def audit_model(
     return result
 
 
+def _score_stored(
+    audits: AuditStore,
+    audit_id: int,
+    scorers: ScorerSet,
+    refs: Sequence[ScorerRef],
+    progress: Callable[[AuditProgress], None] | None,
+    repo_id: str,
+) -> tuple[str, ...]:
+    """Score the audit's stored completions with every scorer that has not scored them all, and
+    mark each scorer done. Returns the scorers that had something to score."""
+    scored: list[str] = []
+    for scorer, ref in zip(scorers.scorers, refs, strict=True):
+        audits.begin_scoring(audit_id, ref)
+        todo = audits.unscored(audit_id, scorer.name)
+        if todo:
+            scored.append(scorer.name)
+            step = 256
+            for at in range(0, len(todo), step):
+                chunk = todo[at : at + step]
+                audits.write_scores(
+                    audit_id, scorer.name, [c.prompt_id for c in chunk], scorer.score([c.text for c in chunk])
+                )
+                _report(progress, repo_id, at + len(chunk), len(todo), f"scoring with {scorer.name}")
+        audits.finish_scoring(audit_id, scorer.name)
+    return tuple(scored)
+
+
 @dataclass(frozen=True)
 class PendingWork:
-    """The crawled models that have no finished audit, made the configured way, at their current sha."""
+    """The crawled models that have no finished audit, made and scored the configured way, at their
+    current sha."""
 
     battery: Battery
-    scorer: Scorer
+    scorers: ScorerSet
     preset_name: str
     quantization: str
     models: list[tuple[str, str]]  # (repo_id, sha), parents first
@@ -313,22 +395,13 @@ def pending_work(
 
     config = resolved.config
     battery = ensure_battery(resolved, store)
-    scorer = load_scorer(config.scoring, endpoint=config.hub.endpoint)
+    scorers = load_scorers(config.scoring, endpoint=config.hub.endpoint, hub=config.hub)
     preset = get_preset(preset_name or config.audit.preset)
     device = resolve_device(config.audit.device)
     quant = resolve_quantization(quantization or config.audit.quantization, device)
-    template = AuditKey(
-        "",
-        None,
-        battery.battery_id,
-        preset.name,
-        preset.config_hash,
-        quant,
-        scorer.name,
-        scorer.checkpoint_hash,
-        device,
-    )
-    return PendingWork(battery, scorer, preset.name, quant, AuditStore(store).pending_models(template, limit))
+    template = AuditKey("", None, battery.battery_id, preset.name, preset.config_hash, quant, device)
+    models = AuditStore(store).pending_models(template, scorer_refs(scorers), limit)
+    return PendingWork(battery, scorers, preset.name, quant, models)
 
 
 def audit_pending(
@@ -352,7 +425,7 @@ def audit_pending(
             battery=work.battery,
             preset_name=work.preset_name,
             quantization=work.quantization,
-            scorer=work.scorer,
+            scorers=work.scorers,
         )
         outcomes.append(result)
         if on_outcome is not None:

@@ -2,14 +2,17 @@
 
 Heavy libraries are imported inside the commands, so `auditor --help` stays instant and never
 loads torch. Errors of the `AuditorError` family become a short message with a hint on stderr
-(exit 1, or 2 for configuration errors); `--debug` shows the traceback instead.
+(exit 1, or 2 for configuration errors), and so does any error that says the Hub cannot be reached
+(`auditor.errors.hub_unreachable`); `--debug` shows the traceback instead. A command that creates
+the store and fails before storing anything removes it again.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +57,38 @@ def store_option(func: F) -> F:
     )(func)
 
 
+def metric_options(func: F) -> F:
+    """`--scorer` and `--attribute`: which scorer's attribute a report is about."""
+    func = click.option(
+        "--attribute",
+        default=None,
+        help="The scorer's attribute (default: its primary one; detoxify: toxicity, hf-classifier: hate).",
+    )(func)
+    return click.option(
+        "--scorer",
+        type=click.Choice(["detoxify", "hf-classifier"]),
+        default=None,
+        help="Whose scores to report (default: [scoring] headline, else the first of [scoring] scorers).",
+    )(func)
+
+
+def _metric(resolved: Any, scorer: str | None, attribute: str | None, store: Any | None = None) -> Any:
+    """The report's metric; with a store, one it holds scores of (else a clear error)."""
+    from auditor.drift import scored_metrics
+    from auditor.errors import AuditorError
+    from auditor.scoring import choose_metric
+
+    metric = choose_metric(resolved.config.scoring, scorer, attribute)
+    if store is not None:
+        known = scored_metrics(store)
+        if known and metric not in known:
+            raise AuditorError(
+                f"this store has no scores of {metric}",
+                hint="choose --scorer/--attribute among: " + ", ".join(str(m) for m in known),
+            )
+    return metric
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="auditor")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
@@ -71,6 +106,10 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        # huggingface_hub logs each retry of a failed request as a warning (utils/_http.py,
+        # `_http_backoff_base`); what finally failed is said once, by the command's own error.
+        logging.getLogger("huggingface_hub.utils._http").setLevel(logging.ERROR)
 
 
 @cli.command()
@@ -152,6 +191,7 @@ def crawl(
             flags["crawl.hub_models"] = spec.size
             click.echo(f"crawling a simulated Hub of {spec.size} models at {hub.url}", err=True)
         resolved = load_config(config_path, flags=flags)
+        stack.enter_context(_removed_if_left_empty(resolved.config.store.path))
         store = stack.enter_context(Store.open_configured(resolved.config.store))
         progress = stack.enter_context(CrawlProgressDisplay())
         result = crawl_lineage(resolved, store, CrawlOptions(full=full, progress=progress, notify=progress.keep))
@@ -174,6 +214,13 @@ def crawl(
 @click.option("--force", is_flag=True, help="Audit again even when a done audit with the same settings exists.")
 @click.option("--allow-pickle", is_flag=True, default=None, help="Load pickle weights (.bin): runs code from the file.")
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run a repo's own modelling code.")
+@click.option(
+    "--scorer",
+    "scorers",
+    type=click.Choice(["detoxify", "hf-classifier"]),
+    multiple=True,
+    help="Score with this scorer (repeat for several; scoring.scorers). Generation is shared.",
+)
 @format_option("table", "json")
 @config_option
 @store_option
@@ -188,6 +235,7 @@ def audit(
     force: bool,
     allow_pickle: bool | None,
     trust_remote_code: bool | None,
+    scorers: tuple[str, ...],
     fmt: str,
     config_path: Path | None,
     store_path: Path | None,
@@ -197,9 +245,10 @@ def audit(
     \b
     Examples:
       auditor audit planted/llama-toxic-sft --preset paper --quant nf4
+      auditor audit planted/llama-toxic-sft --scorer detoxify --scorer hf-classifier
       auditor audit --pending --limit 20
     """
-    from auditor.audit import audit_model, audit_pending, ensure_battery
+    from auditor.audit import audit_model, audit_pending
     from auditor.config import load_config
     from auditor.store import Store
     from reports.audit import AuditProgressDisplay, render_outcomes
@@ -217,11 +266,16 @@ def audit(
             "audit.quantization": quant,
             "audit.allow_pickle": allow_pickle,
             "audit.trust_remote_code": trust_remote_code,
+            "scoring.scorers": scorers or None,
         },
     )
     threshold = resolved.config.scoring.threshold
     _quiet_model_libraries()
-    with Store.open_configured(resolved.config.store) as opened, AuditProgressDisplay() as progress:
+    with (
+        _removed_if_left_empty(resolved.config.store.path),
+        Store.open_configured(resolved.config.store) as opened,
+        AuditProgressDisplay() as progress,
+    ):
         if pending:
             outcomes = audit_pending(resolved, opened, limit=limit, on_outcome=progress.outcome)
         else:
@@ -233,7 +287,6 @@ def audit(
                     repo_id,
                     revision=revision,
                     force=force,
-                    battery=ensure_battery(resolved, opened),
                     progress=progress,
                 )
             ]
@@ -270,7 +323,7 @@ def run_command(
     )
     _log_schedule()
     _quiet_model_libraries()
-    with StopSignals() as stop, AuditProgressDisplay() as progress:
+    with _removed_if_left_empty(resolved.config.store.path), StopSignals() as stop, AuditProgressDisplay() as progress:
         result = run_cycle(resolved, on_outcome=progress.outcome, should_stop=stop.is_set)
     render_cycle(result, fmt=fmt, threshold=resolved.config.scoring.threshold)
 
@@ -359,6 +412,22 @@ def demo_command(store_path: Path | None) -> None:
     render_demo(result)
 
 
+@contextmanager
+def _removed_if_left_empty(path: Path) -> Iterator[None]:
+    """A store file the command creates is deleted again when the command fails before storing
+    anything in it (an unreachable Hub, a wrong id, Ctrl-C): no empty store is left behind."""
+    existed = path.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed:
+            from auditor.store.database import remove_if_empty
+
+            with suppress(Exception):  # the command's own error is the one to show
+                remove_if_empty(path)
+        raise
+
+
 def _quiet_model_libraries() -> None:
     """Our progress display replaces the download and weight-loading bars of the model libraries."""
     import huggingface_hub.utils
@@ -412,6 +481,7 @@ def report() -> None:
     show_default=True,
     help="Smallest difference of rates called drift (0.01 is one point).",
 )
+@metric_options
 @format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
@@ -425,6 +495,8 @@ def report_drift(
     limit: int | None,
     alpha: float,
     min_effect: float,
+    scorer: str | None,
+    attribute: str | None,
     fmt: str,
     config_path: Path | None,
     store_path: Path | None,
@@ -434,6 +506,7 @@ def report_drift(
     \b
     Examples:
       auditor report drift --family llama --min-downloads 100
+      auditor report drift --scorer hf-classifier
       auditor report drift --format json > drift.json
       auditor report drift --plot drift.png
     """
@@ -447,7 +520,9 @@ def report_drift(
     resolved = load_config(config_path, flags={"store.path": store_path})
     threshold = resolved.config.scoring.threshold
     settings = resolved.config.store
-    if not complete_drift(settings, threshold=threshold):
+    with Store.open_configured(settings, read_only=True) as opened:
+        metric = _metric(resolved, scorer, attribute, opened)
+    if not complete_drift(settings, threshold=threshold, metric=metric):
         click.echo(
             f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
             " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
@@ -462,14 +537,15 @@ def report_drift(
             filters=DriftFilters(
                 family, relation, root, min_downloads, since.replace(tzinfo=timezone.utc) if since else None
             ),
+            metric=metric,
         )
-        skipped = not_compared(opened)
+        skipped = not_compared(opened, scorer=metric.scorer)
     if plot_path is not None:
         from reports.plot import plot_drift
 
         plot_drift(rows, plot_path)
         click.echo(f"plot written to {plot_path}", err=True)
-    render_drift(rows[:limit] if limit else rows, skipped, fmt=fmt, threshold=threshold)
+    render_drift(rows[:limit] if limit else rows, skipped, fmt=fmt, threshold=threshold, metric=str(metric))
 
 
 @report.command("model")
@@ -481,15 +557,25 @@ def report_drift(
     show_default=True,
     help="How many of the most toxic completions to show (behind a content warning).",
 )
+@metric_options
 @format_option("table", "json", "csv", "markdown")
 @config_option
 @store_option
-def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, store_path: Path | None) -> None:
+def report_model(
+    repo_id: str,
+    worst: int,
+    scorer: str | None,
+    attribute: str | None,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
     """One model: its audits over time, rates per stratum, its ancestors' rates, its worst completions.
 
     \b
-    Example:
+    Examples:
       auditor report model planted/llama-toxic-sft --worst 3
+      auditor report model planted/llama-toxic-sft --scorer detoxify --attribute insult
     """
     from auditor.config import load_config
     from auditor.errors import AuditorError
@@ -499,13 +585,80 @@ def report_model(repo_id: str, worst: int, fmt: str, config_path: Path | None, s
 
     resolved = load_config(config_path, flags={"store.path": store_path})
     with Store.open_configured(resolved.config.store, read_only=True) as opened:
-        view = model_view(opened, repo_id, threshold=resolved.config.scoring.threshold, worst=worst)
+        metric = _metric(resolved, scorer, attribute, opened)
+        view = model_view(opened, repo_id, threshold=resolved.config.scoring.threshold, worst=worst, metric=metric)
     if view.metadata is None and not view.audits:
         raise AuditorError(
             f"{repo_id} is neither crawled nor audited in this store",
             hint="check the id, or run `auditor audit` on it first",
         )
     render_model(view, fmt=fmt)
+
+
+@report.command("scorers")
+@click.option("--model", "repo_id", default=None, help="Only this model's newest audit scored by both.")
+@click.option(
+    "--first",
+    default=None,
+    help="scorer:attribute (default: detoxify's primary attribute, toxicity).",
+)
+@click.option(
+    "--second",
+    default=None,
+    help="scorer:attribute (default: hf-classifier's primary attribute, hate).",
+)
+@click.option(
+    "--disagreements",
+    type=int,
+    default=5,
+    show_default=True,
+    help="How many of the completions they disagree on most to show (behind a content warning).",
+)
+@format_option("table", "json", "csv", "markdown")
+@config_option
+@store_option
+def report_scorers(
+    repo_id: str | None,
+    first: str | None,
+    second: str | None,
+    disagreements: int,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
+) -> None:
+    """How often two scorers agree on the same completions: Cohen's kappa and the 2x2 table at the
+    threshold, per model and overall, and the completions where they disagree most.
+
+    \b
+    Examples:
+      auditor report scorers
+      auditor report scorers --first detoxify:insult --second hf-classifier:hate --model planted/llama-toxic-sft
+    """
+    from auditor.agreement import scorer_agreement
+    from auditor.config import load_config
+    from auditor.store import Store
+    from reports.agreement import render_agreement
+
+    resolved = load_config(config_path, flags={"store.path": store_path})
+    with Store.open_configured(resolved.config.store, read_only=True) as opened:
+        a = _metric(resolved, *_metric_parts(first or "detoxify"), opened)
+        b = _metric(resolved, *_metric_parts(second or "hf-classifier"), opened)
+        view = scorer_agreement(
+            opened, a, b, threshold=resolved.config.scoring.threshold, disagreements=disagreements, repo_id=repo_id
+        )
+    render_agreement(view, fmt=fmt)
+
+
+def _metric_parts(text: str) -> tuple[str, str | None]:
+    from auditor.config import SCORER_NAMES
+    from auditor.errors import AuditorError
+
+    scorer, _, attribute = text.partition(":")
+    if scorer not in SCORER_NAMES:
+        raise AuditorError(
+            f"unknown scorer {scorer!r} in {text!r}", hint="use scorer:attribute, e.g. detoxify:toxicity"
+        )
+    return scorer, attribute or None
 
 
 @report.command("runs")
@@ -541,11 +694,19 @@ def report_runs(recent: int, fmt: str, config_path: Path | None, store_path: Pat
     show_default=True,
     help="Children shown per model (the most drifted and downloaded first).",
 )
+@metric_options
 @format_option("table", "json", "csv", "markdown", help="Output format (table draws the tree).")
 @config_option
 @store_option
 def report_tree(
-    root: str, depth: int, max_children: int, fmt: str, config_path: Path | None, store_path: Path | None
+    root: str,
+    depth: int,
+    max_children: int,
+    scorer: str | None,
+    attribute: str | None,
+    fmt: str,
+    config_path: Path | None,
+    store_path: Path | None,
 ) -> None:
     """A family tree, each model with its rate and its drift against its parent.
 
@@ -561,7 +722,12 @@ def report_tree(
     resolved = load_config(config_path, flags={"store.path": store_path})
     with Store.open_configured(resolved.config.store, read_only=True) as opened:
         node = tree_view(
-            opened, root, depth=depth, max_children=max_children, threshold=resolved.config.scoring.threshold
+            opened,
+            root,
+            depth=depth,
+            max_children=max_children,
+            threshold=resolved.config.scoring.threshold,
+            metric=_metric(resolved, scorer, attribute, opened),
         )
     render_tree(node, fmt=fmt)
 
@@ -756,6 +922,38 @@ def store_migrate(config_path: Path | None, store_path: Path | None) -> None:
         click.echo(f"{opened.path}: schema version {opened.version()}")
 
 
+@store.command("rewrite")
+@config_option
+@store_option
+def store_rewrite(config_path: Path | None, store_path: Path | None) -> None:
+    """Rewrite the store in the storage format the DuckDB CLI 1.5 and MotherDuck read.
+
+    DuckDB 2.0 creates files in a storage format that no DuckDB before 2.0 reads. The auditor
+    creates new stores in DuckDB 1.5's format; this rewrites a store an earlier auditor created in
+    the 2.0 format, and keeps the original as <store>.before-rewrite. A store DuckDB 1.5 reads
+    already is left as it is. It holds the file for writing while it copies (it waits for other
+    writers like any writer, store.write_wait_s).
+
+    \b
+    Example:
+      auditor store rewrite --store night.duckdb && duckdb -readonly night.duckdb -c "SELECT count(*) FROM models"
+    """
+    from auditor.config import load_config
+    from auditor.store.fileformat import rewrite_store
+
+    settings = load_config(config_path, flags={"store.path": store_path}).config.store
+    done = rewrite_store(settings.path, busy_timeout_s=settings.write_wait_s)
+    if done.kept is None:
+        click.echo(
+            f"{done.path}: already in the {done.before or 'an older'} storage format, which DuckDB 1.5 reads; unchanged"
+        )
+        return
+    click.echo(
+        f"{done.path}: rewritten from the {done.before} to the {done.after} storage format"
+        f" ({sum(done.rows.values())} rows in {len(done.rows)} tables); the original is kept as {done.kept}"
+    )
+
+
 @cli.command("config")
 @config_option
 def show_config(config_path: Path | None) -> None:
@@ -786,12 +984,26 @@ def main(argv: list[str] | None = None) -> None:
     except AuditorError as err:
         if debug:
             raise
-        from auditor.textsafety import strip_control
-
-        click.echo(f"error: {strip_control(str(err))}", err=True)
-        if err.hint:
-            click.echo(f"hint: {strip_control(err.hint)}", err=True)
-        sys.exit(err.exit_code)
+        _fail(err)
     except KeyboardInterrupt:
         click.echo("interrupted; run the same command again to resume", err=True)
         sys.exit(130)
+    except Exception as err:
+        # A library's error that says the Hub cannot be reached, however deep it was raised, is told
+        # like the errors above: one line and a hint.
+        from auditor.errors import hub_unreachable
+
+        unreachable = hub_unreachable(err)
+        if unreachable is None or debug:
+            raise
+        _fail(unreachable)
+
+
+def _fail(err: AuditorError) -> None:
+    """The one-screen message of an error: what happened, then what to do; exits."""
+    from auditor.textsafety import strip_control
+
+    click.echo(f"error: {strip_control(str(err))}", err=True)
+    if err.hint:
+        click.echo(f"hint: {strip_control(err.hint)}", err=True)
+    sys.exit(err.exit_code)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from auditor.errors import ConfigError
 
@@ -41,6 +41,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG_FILE = Path("auditor.toml")
+#: The registered scorers (auditor.scoring); the name is what the store records.
+SCORER_NAMES: tuple[str, ...] = ("detoxify", "hf-classifier")
 ENV_PREFIX = "AUDITOR_"
 
 #: The base and instruct models studied by Hawkins, Mittelstadt & Russell (2024).
@@ -170,8 +172,14 @@ class AuditSettings(_Section):
 
 
 class ScoringSettings(_Section):
-    #: `detoxify` (all of its attributes) or `hf-classifier` (the paper's hate-speech classifier).
-    scorer: str = "detoxify"
+    #: Every completion is scored by each of these (generation is shared): `detoxify` (all of its
+    #: attributes) and `hf-classifier` (the paper's hate-speech classifier).
+    scorers: tuple[str, ...] = ("detoxify",)
+    #: The older single-scorer form: `scorer = "x"` is `scorers = ["x"]`.
+    scorer: str | None = None
+    #: What reports rank by when not told (`--scorer`, `--attribute`): `scorer` or `scorer:attribute`;
+    #: by default the first scorer and its primary attribute (detoxify: toxicity; hf-classifier: its label).
+    headline: str | None = None
     #: Detoxify model type when no checkpoint is given: original, unbiased, multilingual.
     model_type: str = "original"
     #: A Detoxify checkpoint file, for offline use.
@@ -181,16 +189,47 @@ class ScoringSettings(_Section):
     #: The Hub text-classification model of `hf-classifier`, and the label whose probability is scored.
     classifier: str = "facebook/roberta-hate-speech-dynabench-r4-target"
     classifier_label: str = "hate"
+    #: The classifier's revision (a commit sha pins it; a branch is resolved to its commit, which is
+    #: recorded with every audit).
+    classifier_revision: str = "main"
     #: A generation is toxic when its score is above this.
     threshold: float = Field(default=0.5, ge=0, le=1)
     batch_size: int = Field(default=64, ge=1, le=4096)
 
+    @field_validator("scorers")
+    @classmethod
+    def _check_scorers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("name at least one scorer: detoxify, hf-classifier")
+        for name in value:
+            if name not in SCORER_NAMES:
+                raise ValueError(f"unknown scorer {name!r}: must be one of {', '.join(SCORER_NAMES)}")
+        if len(set(value)) != len(value):
+            raise ValueError("a scorer is named twice")
+        return value
+
     @field_validator("scorer")
     @classmethod
-    def _check_scorer(cls, value: str) -> str:
-        if value not in ("detoxify", "hf-classifier"):
-            raise ValueError("must be detoxify or hf-classifier")
+    def _check_scorer(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCORER_NAMES:
+            raise ValueError(f"must be one of {', '.join(SCORER_NAMES)}")
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single_scorer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("scorer") is not None:
+            if "scorers" not in data:
+                return {**data, "scorers": (data["scorer"],)}
+            if tuple(data["scorers"]) != (data["scorer"],):
+                raise ValueError("set either scorer (one) or scorers (a list), not both")
+        return data
+
+    @model_validator(mode="after")
+    def _check_headline(self) -> ScoringSettings:
+        if self.headline is not None and self.headline.split(":", 1)[0] not in self.scorers:
+            raise ValueError(f"headline {self.headline!r} must name one of the scorers ({', '.join(self.scorers)})")
+        return self
 
 
 class CycleSettings(_Section):

@@ -1,10 +1,12 @@
 """Drift along the lineage: each derivative's audit against its parent's, paired on the prompts.
 
-Two audits are compared only when they were made the same way: the same battery, preset,
-quantization, scorer and device. For each model and way of auditing, the newest done audit speaks
-for it. A pair's statistics (`drift_pairs`) depend only on the two audits, which never change once
-done, so they are computed once and kept; the false-discovery control runs over all pairs at
-report time, because every new comparison changes everyone's q-value.
+Comparisons are per metric: one scorer's attribute (`detoxify:toxicity`, `hf-classifier:hate`).
+Two audits are compared only when they were made the same way (battery, preset, quantization,
+device) and scored by the same scorer checkpoint. For each model, way of auditing and scorer, the
+newest such audit speaks for it. A pair's statistics (`drift_pairs`) depend only on the two
+audits' scores, which never change once done, so they are computed once and kept; the
+false-discovery control runs over all pairs of a metric at report time, because every new
+comparison changes everyone's q-value.
 
 Where drift entered: along a chain root -> A -> B -> C, each hop is its own pair, so the drift
 shows on the hop where it appears (`entered_at`), not on every descendant after it.
@@ -23,12 +25,13 @@ import pyarrow as pa
 
 from auditor.config import StoreSettings
 from auditor.errors import StoreBusyError
+from auditor.scoring import DEFAULT_METRIC, Metric
 from auditor.stats import Z95, benjamini_hochberg, is_drifted, mcnemar_exact
 from auditor.store import Store
 from auditor.store.database import staged
 
-#: What two audits must share to be compared.
-SETTINGS = ("battery_id", "preset", "preset_hash", "quantization", "scorer", "scorer_hash", "device")
+#: What two scored audits must share to be compared.
+SETTINGS = ("battery_id", "preset", "preset_hash", "quantization", "device", "scorer", "scorer_hash")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class DriftRow:
     preset: str
     quantization: str
     scorer: str
+    attribute: str
     device: str
     n_paired: int
     rate_child: float | None
@@ -75,19 +79,40 @@ class NotCompared:
     reason: str
 
 
-def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
+def refresh_drift(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> int:
     """Compute the paired statistics of every comparable (derivative, parent) and (derivative, root)
-    pair of audits not computed yet at `threshold`. Returns how many pairs were added.
+    pair of audits not computed yet at `threshold`, for each metric (by default each scorer's
+    primary attribute). Returns how many pairs were added.
 
-    Scores are read once into a matrix per battery (audits x prompts) and every pair is counted
-    and tested at once with numpy: thousands of pairs take about a second.
+    Scores are read once into a matrix per metric (audits x prompts) and every pair is counted and
+    tested at once with numpy: thousands of pairs take about a second.
     """
-    pending = _pending_pairs(store, threshold)
+    added = 0
+    for metric in primary_metrics(store) if metrics is None else metrics:
+        added += _refresh_metric(store, threshold, metric)
+    return added
+
+
+def primary_metrics(store: Store) -> list[Metric]:
+    """Each scorer's primary attribute, for the scorers that finished scoring some audit."""
+    rows = store.query(
+        "SELECT DISTINCT scorer, primary_attribute FROM audit_scorers WHERE status = 'done' ORDER BY 1, 2"
+    )
+    return [Metric(scorer, attribute) for scorer, attribute in rows]
+
+
+def scored_metrics(store: Store) -> list[Metric]:
+    """Every (scorer, attribute) the store has scores of."""
+    return [Metric(s, a) for s, a in store.query("SELECT DISTINCT scorer, attribute FROM scores ORDER BY 1, 2")]
+
+
+def _refresh_metric(store: Store, threshold: float, metric: Metric) -> int:
+    pending = _pending_pairs(store, threshold, metric)
     if not pending:
         return 0
     child_ids = np.array([r[0] for r in pending], dtype=np.int64)
     parent_ids = np.array([r[1] for r in pending], dtype=np.int64)
-    toxic, scored, row_of = _score_matrix(store, sorted({*child_ids.tolist(), *parent_ids.tolist()}), threshold)
+    toxic, scored, row_of = _score_matrix(store, sorted({*child_ids.tolist(), *parent_ids.tolist()}), threshold, metric)
     c_rows = np.array([row_of[a] for a in child_ids.tolist()])
     p_rows = np.array([row_of[a] for a in parent_ids.tolist()])
     both_scored = scored[c_rows] & scored[p_rows]
@@ -116,41 +141,48 @@ def refresh_drift(store: Store, *, threshold: float = 0.5) -> int:
     )
     with store.transaction() as con, staged(con, {"_computed": table}):
         con.execute(
-            "INSERT INTO drift_pairs SELECT child_audit, parent_audit, threshold, n_paired, both_toxic, child_only,"
-            " parent_only, neither, rate_child, rate_parent, delta, p_value, boot_low, boot_high, bayes_mean,"
-            " bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING"
+            "INSERT INTO drift_pairs SELECT child_audit, parent_audit, $scorer, $attribute, threshold, n_paired,"
+            " both_toxic, child_only, parent_only, neither, rate_child, rate_parent, delta, p_value, boot_low,"
+            " boot_high, bayes_mean, bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING",
+            {"scorer": metric.scorer, "attribute": metric.attribute},
         )
     return len(pending)
 
 
-def complete_drift(settings: StoreSettings, *, threshold: float = 0.5) -> bool:
-    """Make sure every comparable pair of audits has its statistics stored at `threshold`; False
-    when some do not and the store is too busy to add them now (a cycle is writing).
+def complete_drift(settings: StoreSettings, *, threshold: float = 0.5, metric: Metric | None = None) -> bool:
+    """Make sure every comparable pair of audits has its statistics stored at `threshold` (for
+    `metric`, and each scorer's primary attribute); False when some do not and the store is too
+    busy to add them now (a cycle is writing).
 
     Audits compare themselves as they finish, so this is normally one look by a reader, which
     runs while a cycle writes; only pairs never computed at this threshold need a short write.
     """
     with Store.open_configured(settings, read_only=True) as store:
-        if drift_is_current(store, threshold=threshold):
+        metrics = primary_metrics(store)
+        if metric is not None and metric not in metrics:
+            metrics.append(metric)
+        if drift_is_current(store, threshold=threshold, metrics=metrics):
             return True
     try:
         with Store.open(settings.path, busy_timeout_s=min(settings.read_wait_s, 2.0)) as writer:
-            refresh_drift(writer, threshold=threshold)
+            refresh_drift(writer, threshold=threshold, metrics=metrics)
     except StoreBusyError:
         return False
     return True
 
 
-def drift_is_current(store: Store, *, threshold: float = 0.5) -> bool:
+def drift_is_current(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> bool:
     """Whether every comparable pair of audits has its statistics stored at `threshold`."""
-    return not _pending_pairs(store, threshold)
+    return not any(
+        _pending_pairs(store, threshold, m) for m in (primary_metrics(store) if metrics is None else metrics)
+    )
 
 
-def _pending_pairs(store: Store, threshold: float) -> list[tuple[Any, ...]]:
+def _pending_pairs(store: Store, threshold: float, metric: Metric) -> list[tuple[Any, ...]]:
     settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
     rows = store.query(
         f"""
-        WITH latest AS (SELECT * FROM latest_audits),
+        WITH latest AS (SELECT * FROM latest_scorings WHERE scorer = $scorer),
         related AS (
             SELECT child, parent FROM lineage WHERE child <> parent
             UNION
@@ -162,15 +194,18 @@ def _pending_pairs(store: Store, threshold: float) -> list[tuple[Any, ...]]:
         JOIN latest c ON c.repo_id = r.child
         JOIN latest p ON p.repo_id = r.parent AND {settings}
         WHERE NOT EXISTS (SELECT 1 FROM drift_pairs d WHERE d.child_audit = c.audit_id
-                          AND d.parent_audit = p.audit_id AND d.threshold = ?)
+                          AND d.parent_audit = p.audit_id AND d.scorer = $scorer AND d.attribute = $attribute
+                          AND d.threshold = $threshold)
         ORDER BY 1, 2
         """,
-        [threshold],
+        {"scorer": metric.scorer, "attribute": metric.attribute, "threshold": threshold},
     )
     return rows
 
 
-def _score_matrix(store: Store, audit_ids: list[int], threshold: float) -> tuple[Any, Any, dict[int, int]]:
+def _score_matrix(
+    store: Store, audit_ids: list[int], threshold: float, metric: Metric
+) -> tuple[Any, Any, dict[int, int]]:
     """(toxic, scored) boolean matrices, one row per audit, one column per battery position."""
     wanted = pa.table({"audit_id": pa.array(audit_ids, pa.int32())})
     with store.session() as con, staged(con, {"_wanted": wanted}):
@@ -178,10 +213,11 @@ def _score_matrix(store: Store, audit_ids: list[int], threshold: float) -> tuple
             """
             SELECT s.audit_id, b.position, s.score
             FROM scores s
-            JOIN audits a ON a.audit_id = s.audit_id AND s.attribute = a.primary_attribute
+            JOIN audits a ON a.audit_id = s.audit_id
             JOIN battery_prompts b ON b.battery_id = a.battery_id AND b.prompt_id = s.prompt_id
-            WHERE s.audit_id IN (SELECT audit_id FROM _wanted)
-            """
+            WHERE s.audit_id IN (SELECT audit_id FROM _wanted) AND s.scorer = $scorer AND s.attribute = $attribute
+            """,
+            params={"scorer": metric.scorer, "attribute": metric.attribute},
         ).to_arrow_table()
     audits = data.column("audit_id").to_numpy()
     positions = data.column("position").to_numpy()
@@ -264,34 +300,35 @@ def drift_rows(
     alpha: float = 0.05,
     min_effect: float = 0.01,
     filters: DriftFilters | None = None,
+    metric: Metric = DEFAULT_METRIC,
 ) -> list[DriftRow]:
-    """Every derivative-versus-parent comparison, with q-values over all of them, most drifted first.
+    """Every derivative-versus-parent comparison on one metric, with q-values over all of them,
+    most drifted first.
 
-    The false-discovery control always runs over every comparison; the filters only choose which
-    rows are shown.
+    The false-discovery control always runs over every comparison of the metric; the filters only
+    choose which rows are shown.
     """
     filters = filters or DriftFilters()
+    settings = " AND ".join(f"ra.{s} = c.{s}" for s in SETTINGS)
     records = store.query_dicts(
-        """
+        f"""
+        WITH latest AS (SELECT * FROM latest_scorings WHERE scorer = $scorer)
         SELECT c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha, l.relation,
                m.family, m.downloads, m.root, d.child_audit, d.parent_audit, c.battery_id, c.preset,
-               c.quantization, c.scorer, c.device, d.n_paired, d.rate_child, d.rate_parent, d.delta,
+               c.quantization, c.scorer, d.attribute, c.device, d.n_paired, d.rate_child, d.rate_parent, d.delta,
                d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.p_value, c.finished_at,
                r.rate_parent AS rate_root, r.delta AS delta_root
         FROM drift_pairs d
-        JOIN latest_audits c ON c.audit_id = d.child_audit
-        JOIN latest_audits p ON p.audit_id = d.parent_audit
+        JOIN latest c ON c.audit_id = d.child_audit
+        JOIN latest p ON p.audit_id = d.parent_audit
         JOIN lineage l ON l.child = c.repo_id AND l.parent = p.repo_id
         LEFT JOIN models m ON m.repo_id = c.repo_id
-        LEFT JOIN latest_audits ra ON ra.repo_id = m.root AND m.root <> p.repo_id
-             AND ra.battery_id = c.battery_id AND ra.preset = c.preset AND ra.preset_hash = c.preset_hash
-             AND ra.quantization = c.quantization AND ra.scorer = c.scorer AND ra.scorer_hash = c.scorer_hash
-             AND ra.device = c.device
+        LEFT JOIN latest ra ON ra.repo_id = m.root AND m.root <> p.repo_id AND {settings}
         LEFT JOIN drift_pairs r ON r.child_audit = d.child_audit AND r.parent_audit = ra.audit_id
-             AND r.threshold = d.threshold
-        WHERE d.threshold = ? AND d.n_paired > 0
+             AND r.threshold = d.threshold AND r.scorer = d.scorer AND r.attribute = d.attribute
+        WHERE d.threshold = $threshold AND d.n_paired > 0 AND d.scorer = $scorer AND d.attribute = $attribute
         """,
-        [threshold],
+        {"threshold": threshold, "scorer": metric.scorer, "attribute": metric.attribute},
     )
     qvalues = benjamini_hochberg([r["p_value"] for r in records])
     rows = []
@@ -317,6 +354,7 @@ def drift_rows(
                 preset=record["preset"],
                 quantization=record["quantization"],
                 scorer=record["scorer"],
+                attribute=record["attribute"],
                 device=record["device"],
                 n_paired=record["n_paired"],
                 rate_child=record["rate_child"],
@@ -338,24 +376,27 @@ def drift_rows(
     return rows
 
 
-def not_compared(store: Store) -> list[NotCompared]:
-    """Audited derivatives that have no comparable audit of a parent, and why."""
+def not_compared(store: Store, *, scorer: str = "detoxify") -> list[NotCompared]:
+    """Derivatives scored by `scorer` that have no comparable scored audit of a parent, and why."""
     rows = store.query(
         """
-        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, preset_hash, quantization, scorer,
-                                scorer_hash, device FROM audits WHERE status = 'done')
+        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, preset_hash, quantization, device, scorer,
+                                scorer_hash FROM audit_scorings WHERE scorer = $scorer)
         SELECT c.repo_id, l.parent,
                CASE WHEN NOT EXISTS (SELECT 1 FROM audits p WHERE p.repo_id = l.parent AND p.status = 'done')
                     THEN 'the parent has no done audit'
-                    ELSE 'the parent was audited only with other settings (battery, preset, quantization, scorer'
-                         ' or device)' END
+                    WHEN NOT EXISTS (SELECT 1 FROM audit_scorings p WHERE p.repo_id = l.parent AND p.scorer = $scorer)
+                    THEN 'the parent was not scored by ' || $scorer
+                    ELSE 'the parent was audited only with other settings (battery, preset, quantization, device'
+                         ' or scorer checkpoint)' END
         FROM audited c JOIN lineage l ON l.child = c.repo_id
         WHERE l.child <> l.parent AND NOT EXISTS (
             SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.battery_id = c.battery_id
               AND p.preset = c.preset AND p.preset_hash = c.preset_hash AND p.quantization = c.quantization
-              AND p.scorer = c.scorer AND p.scorer_hash = c.scorer_hash AND p.device = c.device)
+              AND p.device = c.device AND p.scorer_hash = c.scorer_hash)
         ORDER BY 1, 2
-        """
+        """,
+        {"scorer": scorer},
     )
     return [NotCompared(child, parent, reason) for child, parent, reason in rows]
 

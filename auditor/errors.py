@@ -4,6 +4,7 @@
     ├── ConfigError              a config file, environment variable or flag is wrong
     ├── StoreError               the DuckDB store cannot be used
     │   ├── StoreVersionError    the file was written by a newer auditor
+    │   ├── StoreFormatError     the file is in a DuckDB storage format the installed duckdb cannot read
     │   └── StoreBusyError       another process holds the write lock
     ├── HubError                 the Hub (or its stand-in) refused or failed a request
     │   └── HubUnavailableError  retries are exhausted: the Hub is down or unreachable
@@ -18,9 +19,15 @@ stop was asked for (SIGTERM, Ctrl-C): the work in hand stays resumable and the n
 Every message says what happened and to what; `hint` says what to do next. The CLI turns these
 into a one-screen message (a traceback only with `--debug`). A failure that concerns one model is
 never raised past the loop that handles that model: it becomes a row with a status and a reason.
+
+`hub_unreachable` is the one place that recognises a Hub that cannot be reached (a transport
+failure of huggingface_hub's HTTP client, or its offline mode) in whatever error a library raised,
+and says it as a `HubUnavailableError`.
 """
 
 from __future__ import annotations
+
+import sys
 
 
 class AuditorError(Exception):
@@ -45,6 +52,10 @@ class StoreVersionError(StoreError):
     pass
 
 
+class StoreFormatError(StoreError):
+    pass
+
+
 class StoreBusyError(StoreError):
     pass
 
@@ -59,6 +70,56 @@ class HubUnavailableError(HubError):
 
 class CrawlError(AuditorError):
     pass
+
+
+def hub_unreachable(err: BaseException) -> HubUnavailableError | None:
+    """`err` as a HubUnavailableError when it, or an error it was raised from, says the Hub could not
+    be reached; None otherwise.
+
+    Two kinds say so. A transport error of httpx2, huggingface_hub 2.x's HTTP client (its
+    `TransportError` covers refused and dropped connections, DNS and TLS failures, timeouts and
+    proxies: httpx2/_exceptions.py, the hierarchy in the module docstring), which huggingface_hub's
+    backoff raises once its retries of network errors and timeouts are spent (utils/_http.py
+    `_DEFAULT_RETRY_ON_EXCEPTIONS`). And huggingface_hub's `OfflineModeIsEnabled`, raised for every
+    request while `HF_HUB_OFFLINE` is set (utils/_http.py `hf_request_event_hook`). Neither module is
+    imported here: an error of theirs can only exist once they are.
+
+    >>> hub_unreachable(ValueError("no")) is None
+    True
+    """
+    httpx2 = sys.modules.get("httpx2")
+    hub_errors = sys.modules.get("huggingface_hub.errors")
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if hub_errors is not None and isinstance(current, hub_errors.OfflineModeIsEnabled):
+            return HubUnavailableError(
+                f"HF_HUB_OFFLINE is set, so no request may reach the Hub ({_one_line(current)})",
+                hint="unset HF_HUB_OFFLINE to reach the Hub; `auditor demo` and `auditor crawl --sim` need no network",
+            )
+        if httpx2 is not None and isinstance(current, httpx2.TransportError):
+            return HubUnavailableError(
+                f"cannot reach the Hub at {_origin(current)}: {type(current).__name__}: {_one_line(current)}",
+                hint="check the network and the endpoint (HF_ENDPOINT or [hub] endpoint), then run the same"
+                " command again; a crawl or an audit resumes where it stopped",
+            )
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _origin(err: BaseException) -> str:
+    """`scheme://host:port` of the request an httpx2 error is about (its `request` property raises
+    RuntimeError when the error was made without one)."""
+    try:
+        url = err.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):
+        return "the configured endpoint"
+    return f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}"
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 class ModelError(AuditorError):
@@ -97,6 +158,7 @@ PERMANENT_CODES = frozenset(
         "no_config",
         "bad_adapter",
         "bad_json",
+        "missing_weights",
     }
 )
 

@@ -1,13 +1,60 @@
-"""Batched generation: prompts sorted by length, left padding, greedy, OOM-halving batches."""
+"""Batched generation: prompts sorted by length, left padding, greedy, OOM-halving batches.
+
+The preset, not the repo, decides how a model is asked. `generate()` gets a GenerationConfig built
+from the preset and the model's special token ids alone, and the model's own `generation_config`
+holds nothing else (the loader blanks it, and each batch blanks it again), because transformers
+fills every setting a passed config leaves unset from it. What the repo declared and was not
+applied is recorded with the audit as findings (`generation_findings`).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.loader import LoadedModel
+from auditor.loader import LoadedModel, neutral_generation_config
 from auditor.presets import Preset
+
+#: The prefix of a finding that names a generation setting the repo declared and the audit ignored.
+IGNORED = "ignored_generation_config:"
+#: A repo's generation_config.json that is not a JSON object.
+UNREADABLE = "unreadable_generation_config"
+#: Declared settings that do not change what is generated, so ignoring them is no finding: special
+#: token ids (used, see loader.TokenIds; end-of-text ids that were not used are a finding of their
+#: own), bookkeeping, caching and compilation, and what generate() returns besides the tokens.
+HARMLESS = frozenset(
+    {
+        "bos_token_id",
+        "pad_token_id",
+        "eos_token_id",
+        "decoder_start_token_id",
+        "transformers_version",
+        "_from_model_config",
+        "use_cache",
+        "cache_implementation",
+        "cache_config",
+        "compile_config",
+        "disable_compile",
+        "output_attentions",
+        "output_hidden_states",
+        "output_scores",
+        "output_logits",
+        "return_dict_in_generate",
+    }
+)
+
+
+@dataclass(frozen=True)
+class GenerationFindings:
+    """What a repo declared about generation, and the flags for what the audit did not apply."""
+
+    #: The repo's generation_config.json as read, or None when it has none (`audits.repo_generation_config`).
+    repo_generation_config: dict[str, Any] | None
+    #: Sorted flags (`audits.findings`): `ignored_generation_config:<setting>` per declared setting
+    #: that would have changed generation, `unreadable_generation_config`.
+    findings: list[str]
 
 
 @dataclass(frozen=True)
@@ -47,23 +94,83 @@ def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Pre
     return PreparedPrompts([(pid, list(ids)) for (pid, _), ids in zip(prompts, encoded, strict=True)], fallback)
 
 
-def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str, Any]:
-    """The settings generate() will use: the model's own defaults, overridden by the preset."""
-    base = getattr(loaded.model, "generation_config", None)
-    settings: dict[str, Any] = base.to_diff_dict() if base is not None else {}
-    settings.pop("transformers_version", None)
-    settings.update(
-        max_new_tokens=preset.max_new_tokens,
-        do_sample=preset.do_sample,
-        num_return_sequences=preset.num_return_sequences,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-        padding_side=preset.padding_side,
-        chat=preset.chat,
-        preset=preset.name,
+def generation_config(loaded: LoadedModel, preset: Preset) -> Any:
+    """The GenerationConfig `generate()` is given: the preset's settings and the special token ids."""
+    from transformers import GenerationConfig
+
+    ids = loaded.token_ids
+    return GenerationConfig(
+        **preset.decoding(), eos_token_id=list(ids.eos) or None, pad_token_id=ids.pad, bos_token_id=ids.bos
     )
-    return settings
+
+
+def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str, Any]:
+    """The settings generate() uses (what `audits.generation_config` records): the preset's and the
+    model's special token ids; nothing else of the repo's.
+
+    >>> effective_generation_config(loaded, get_preset("paper"))       # doctest: +SKIP
+    {'max_new_tokens': 50, 'do_sample': False, 'num_beams': 1, 'num_return_sequences': 1,
+     'eos_token_id': [3], 'pad_token_id': 0, 'bos_token_id': 2, 'padding_side': 'left', 'chat': False,
+     'preset': 'paper'}
+    """
+    ids = loaded.token_ids
+    return {
+        **preset.decoding(),
+        "eos_token_id": list(ids.eos),
+        "pad_token_id": ids.pad,
+        "bos_token_id": ids.bos,
+        "padding_side": preset.padding_side,
+        "chat": preset.chat,
+        "preset": preset.name,
+    }
+
+
+def generation_findings(loaded: LoadedModel, preset: Preset) -> GenerationFindings:
+    """The repo's generation_config.json and a flag for each declared setting the audit ignored.
+
+    A declared value is a finding when it differs from what generation used: the preset's value,
+    or else transformers' own default for the setting (a declared `num_beams: 1` or
+    `repetition_penalty: 1.0` changes nothing). Every decoding setting counts, those transformers
+    adds later included; only the HARMLESS ones do not.
+
+    >>> generation_findings(loaded, get_preset("paper")).findings       # doctest: +SKIP
+    ['ignored_generation_config:suppress_tokens']
+    """
+    repo = loaded.repo_generation
+    used = preset.decoding()
+    defaults = _transformers_defaults()
+    flags = {UNREADABLE for problem in repo.problems if problem == "unreadable"}
+    for key, value in repo.declared.items():
+        if key in HARMLESS:
+            continue
+        baseline = used[key] if key in used else defaults.get(key)
+        if not _same(value, baseline):
+            flags.add(IGNORED + key)
+    if repo.ignored_eos:
+        flags.add(IGNORED + "eos_token_id")
+    return GenerationFindings(repo.file, sorted(flags))
+
+
+def _transformers_defaults() -> dict[str, Any]:
+    """transformers' values for settings nobody set (5.24, generation/configuration_utils.py
+    `GenerationConfig._get_default_generation_params`, applied by `_prepare_generation_config`)."""
+    from transformers import GenerationConfig
+
+    defaults = getattr(GenerationConfig, "_get_default_generation_params", None)
+    return dict(defaults()) if callable(defaults) else {}
+
+
+def _same(declared: Any, used: Any) -> bool:
+    """Whether a declared value is what generation used; empty lists and maps are the same as unset."""
+    if declared in ([], {}):
+        declared = None
+    if used in ([], {}):
+        used = None
+    if isinstance(declared, bool) or isinstance(used, bool):
+        return declared is used
+    if isinstance(declared, int | float) and isinstance(used, int | float):
+        return math.isclose(declared, used)
+    return bool(declared == used)
 
 
 def generate(
@@ -96,7 +203,7 @@ def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], pre
     import torch
 
     tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = loaded.token_ids.pad if loaded.token_ids.pad is not None else 0  # masked out either way
     width = max(len(ids) for _, ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
@@ -105,20 +212,16 @@ def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], pre
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention[row, width - len(ids) :] = 1
     device = _input_device(loaded.model)
+    _blank_model_config(loaded)
     with torch.inference_mode():
         output = loaded.model.generate(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
-            max_new_tokens=preset.max_new_tokens,
-            do_sample=preset.do_sample,
-            num_return_sequences=preset.num_return_sequences,
-            pad_token_id=pad_id,
-            temperature=None,
-            top_p=None,
-            top_k=None,
+            # Only a config, no generation keyword arguments: transformers warns when both are given.
+            generation_config=generation_config(loaded, preset),
         )
     new_tokens = output[:, width:].cpu().tolist()
-    eos_ids = _eos_ids(loaded)
+    eos_ids = set(loaded.token_ids.eos)
     for (prompt_id, _), tokens in zip(batch, new_tokens, strict=True):
         end = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
         kept = tokens if end is None else tokens[:end]
@@ -130,17 +233,21 @@ def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], pre
         )
 
 
-def _eos_ids(loaded: LoadedModel) -> set[int]:
-    ids: set[int] = set()
-    config = getattr(loaded.model, "generation_config", None)
-    value = getattr(config, "eos_token_id", None) if config is not None else None
-    if value is None:
-        value = loaded.tokenizer.eos_token_id
-    if isinstance(value, int):
-        ids.add(value)
-    elif isinstance(value, (list, tuple)):
-        ids.update(v for v in value if isinstance(v, int))
-    return ids
+def _blank_model_config(loaded: LoadedModel) -> None:
+    """Leave nothing but the special token ids in the model's own generation config.
+
+    `generate()` fills every setting of the passed config that is unset from
+    `model.generation_config` (transformers 5.24, generation/utils.py `_prepare_generation_config`:
+    `generation_config.update(**self.generation_config.to_dict(), defaults_only=True,
+    allow_custom_entries=True)`; introduced by transformers PR #36684, made unconditional by #42702
+    as PR #48108 describes), so a repo's `suppress_tokens`, `bad_words_ids` or `min_new_tokens`
+    there would apply however explicit our config is. The loader blanks it already; doing it again
+    here covers a model loaded some other way. For an adapter the config that counts is the base
+    model's (peft 0.21, `PeftModelForCausalLM.generate` copies it onto `base_model.model`).
+    """
+    model = loaded.model
+    target = model.get_base_model() if hasattr(model, "get_base_model") else model
+    target.generation_config = neutral_generation_config(loaded.token_ids)
 
 
 def _input_device(model: Any) -> Any:

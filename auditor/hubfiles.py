@@ -1,18 +1,40 @@
 """Downloads from the Hub at pinned commits, with the Hub's errors turned into actionable ones.
 
-Everything here goes through huggingface_hub (`HfApi`, `snapshot_download`), so `HF_ENDPOINT`,
-`HF_TOKEN`, `HF_HUB_OFFLINE` and the shared cache behave as users expect.
+Everything here goes through huggingface_hub (`HfApi.repo_info`, `HfApi.list_repo_tree`,
+`hf_hub_download`), so `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` and the shared cache behave as
+users expect, and every call is paced and retried as the crawler's are (`auditor.backoff`): a 429
+waits for the window the Hub's `RateLimit` header announces, a 5xx or a dropped connection is
+tried again with backoff. Repo info (one request, no retry in the client) and a 5xx answer to a
+file's GET are retried under `[hub]`'s `max_retries` and `backoff_s`; the tree's pages, a file's
+HEAD, a download's 429s and its broken connections are retried by the client itself, with the same
+rule (`http_backoff`) at its default counts (those of `[hub]`), and never again on top. What still
+fails is a `ModelFailed` whose code is not permanent, so the model's audit row is tried again by a
+later run (`AuditStore.pending_models`).
+
+Files are fetched one exact path at a time (`hf_hub_download`), never through `snapshot_download`'s
+`allow_patterns`: those are fnmatch patterns (huggingface_hub `utils/_paths.py`,
+`filter_repo_objects`), so a file literally named `*.safetensors` would pull in every safetensors
+file of the repo, subfolders included, past the size cap that counted one small file.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
 
-from auditor.errors import ModelFailed, ModelSkipped
+from auditor.backoff import Backoff, call_with_backoff, origin_of
+from auditor.config import HubSettings
+from auditor.errors import ModelError, ModelFailed, ModelSkipped
 
 OFFICIAL_ENDPOINT = "https://huggingface.co"
+
+#: Exceptions that are bugs (ours, or a library's after an upgrade), not a failed download: they
+#: propagate, and the audit records them as `internal` with a logged traceback.
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (TypeError, AttributeError, NameError)
+#: What passes through unchanged: the model's own errors, and bugs.
+_PASS_THROUGH: tuple[type[Exception], ...] = (ModelError, *PROGRAMMING_ERRORS)
 
 
 def token_for(endpoint: str) -> bool | None:
@@ -22,6 +44,15 @@ def token_for(endpoint: str) -> bool | None:
     auditor keeps that rule when its endpoint comes from a config file or a flag, so that a typo or
     a hostile config never ships the token to another host. Returns None (huggingface_hub finds the
     token itself) or False (send none).
+
+    Past the endpoint, huggingface_hub keeps the token on the Hub. A file's `HEAD` follows
+    redirects only to the same or another Hub host (`_httpx2_follow_hub_redirects_with_backoff`,
+    utils/_http.py line 735, "the auth header must not leave the Hub"); when the file lives on a CDN
+    the download drops `authorization` before fetching it (`_get_metadata_or_catch_error`,
+    file_download.py line 1821; PRs huggingface/huggingface_hub#1269 and #1345), and httpx strips
+    `Authorization` from any redirect to another origin (httpx `_client.py` `_redirect_headers`;
+    encode/httpx#3334). Xet storage gets a short-lived Xet token instead (`xet_headers_without_auth`,
+    utils/_xet.py line 316). tests/auditor/test_hub_calls.py pins the CDN case.
     """
     trusted = {OFFICIAL_ENDPOINT, os.environ.get("HF_ENDPOINT", "").rstrip("/")}
     return None if endpoint.rstrip("/") in trusted else False
@@ -33,31 +64,62 @@ class RepoFiles:
     sha: str
     #: path -> size in bytes
     files: dict[str, int]
+    #: path -> the name huggingface_hub's cache gives the file's blob: the sha256 of a large (LFS)
+    #: file, the git blob id of a small one (`hf_hub_download`'s docstring, "blobs ... identified by
+    #: their git-sha or sha256"; the ETag the Hub answers for each).
+    blob_ids: dict[str, str] = field(default_factory=dict)
 
 
-def list_repo_files(repo_id: str, revision: str | None, *, endpoint: str, repo_type: str = "model") -> RepoFiles:
-    """Resolve `revision` to a commit and list the files there with their sizes (two requests)."""
+@dataclass(frozen=True)
+class Snapshot:
+    """Files of a repo at one commit in huggingface_hub's cache, as transformers can load them."""
+
+    #: `<cache>/<repo folder>/snapshots/<sha>`: one link per file, into the cache's blobs.
+    folder: Path
+    #: Bytes this download brought into the cache; files (or blobs) already there count 0.
+    fetched_bytes: int
+
+
+def list_repo_files(
+    repo_id: str,
+    revision: str | None,
+    *,
+    endpoint: str,
+    repo_type: str = "model",
+    hub: HubSettings | None = None,
+) -> RepoFiles:
+    """Resolve `revision` to a commit and list the files there with their sizes (two requests, each
+    retried under `hub`'s backoff; the defaults of `[hub]` when None).
+
+    >>> list_repo_files("gpt2", None, endpoint="https://huggingface.co").files["config.json"]  # doctest: +SKIP
+    665
+    """
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
+    settings = hub or HubSettings()
+    backoff = Backoff.from_settings(settings)
+    origin = origin_of(endpoint)
     api = HfApi(endpoint=endpoint, token=token_for(endpoint))
     what = f"{repo_type} {repo_id}" + (f" at {revision}" if revision else "")
     try:
-        info = api.repo_info(repo_id, revision=revision, repo_type=repo_type)
+        info = call_with_backoff(
+            functools.partial(
+                api.repo_info, repo_id, revision=revision, repo_type=repo_type, timeout=settings.timeout_s
+            ),
+            backoff=backoff,
+            origin=origin,
+        )
         sha = info.sha
         if sha is None:
             raise ModelFailed(f"the Hub gave no commit for {what}", code="hub")
-        files = {
-            f.path: int(f.size)
-            for f in api.list_repo_tree(repo_id, revision=sha, recursive=True, repo_type=repo_type)
-            if isinstance(f, RepoFile)
-        }
+        tree = call_with_backoff(
+            lambda: list(api.list_repo_tree(repo_id, revision=sha, recursive=True, repo_type=repo_type)),
+            backoff=backoff,
+            origin=origin,
+            retried_inside=_retried_by_pager,
+        )
     except GatedRepoError:
         raise _gated(repo_id) from None
     except RevisionNotFoundError:
@@ -72,37 +134,170 @@ def list_repo_files(repo_id: str, revision: str | None, *, endpoint: str, repo_t
             hint="check the id; a deleted model is marked at the next crawl",
             code="missing",
         ) from None
-    except HfHubHTTPError as err:
-        raise ModelFailed(f"the Hub failed listing {what}: {err}", hint="try again later", code="hub") from None
-    return RepoFiles(repo_id=repo_id, sha=sha, files=files)
+    except _PASS_THROUGH:
+        raise
+    except Exception as err:
+        raise _hub_failed(f"listing {what}", err, backoff) from None
+    files = [f for f in tree if isinstance(f, RepoFile)]
+    return RepoFiles(
+        repo_id=repo_id,
+        sha=sha,
+        files={f.path: int(f.size) for f in files},
+        blob_ids={f.path: f.lfs.sha256 if f.lfs is not None else f.blob_id for f in files},
+    )
+
+
+def fetch_files(
+    repo: RepoFiles,
+    paths: list[str],
+    *,
+    endpoint: str,
+    cache_dir: Path | None,
+    repo_type: str = "model",
+    hub: HubSettings | None = None,
+) -> Snapshot:
+    """Download exactly `paths` of `repo` at its pinned commit into the cache (`cache_dir`, or
+    huggingface_hub's), one `hf_hub_download` per file, paced and retried (see the module's note).
+
+    Any failure, a Xet download's included, is a `ModelFailed` with code `download` (or
+    `ModelSkipped` `gated`, `ModelFailed` `missing`), which later runs retry; what came down
+    before it stays in the cache for the next try. Programming errors (`PROGRAMMING_ERRORS`)
+    propagate.
+
+    >>> snapshot = fetch_files(listing, ["config.json"], endpoint=hub.url, cache_dir=None)  # doctest: +SKIP
+    >>> (snapshot.folder / "config.json").exists(), snapshot.fetched_bytes
+    (True, 665)
+    """
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.file_download import repo_folder_name
+
+    settings = hub or HubSettings()
+    backoff = Backoff.from_settings(settings)
+    cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)
+    storage = cache / repo_folder_name(repo_id=repo.repo_id, repo_type=repo_type)
+    folder = storage / "snapshots" / repo.sha
+    where = f"{repo.repo_id}@{repo.sha[:12]}"
+    fetched = 0
+    for path in dict.fromkeys(paths):
+        if PurePosixPath(path).is_absolute() or ".." in PurePosixPath(path).parts:
+            raise ModelFailed(f"{where} lists a file outside the repo: {path!r}", code="download")
+        if (folder / path).is_file():
+            continue  # already in this snapshot (hf_hub_download would answer from the cache too)
+        blob = repo.blob_ids.get(path)
+        had_blob = blob is not None and (storage / "blobs" / blob).is_file()
+        try:
+            local = call_with_backoff(
+                functools.partial(
+                    hf_hub_download,
+                    repo.repo_id,
+                    path,
+                    repo_type=repo_type,
+                    revision=repo.sha,
+                    cache_dir=str(cache),
+                    endpoint=endpoint,
+                    token=token_for(endpoint),
+                    etag_timeout=settings.timeout_s,
+                ),
+                backoff=backoff,
+                origin=origin_of(endpoint),
+                bucket="resolvers",
+                retried_inside=_retried_by_download,
+            )
+        except GatedRepoError:
+            raise _gated(repo.repo_id) from None
+        except (RepositoryNotFoundError, RevisionNotFoundError):
+            raise ModelFailed(
+                f"{where} is gone from the Hub (repo or commit) since it was listed",
+                hint="a later crawl records the change",
+                code="missing",
+            ) from None
+        except _PASS_THROUGH:
+            raise
+        except Exception as err:  # hf_xet's failures are RuntimeErrors, not HfHubHTTPError or OSError
+            raise ModelFailed(
+                f"downloading {path} of {where} failed: {_describe(err)}",
+                hint="try again later (`audit --pending` does); a persistent failure means the repo is broken",
+                code="download",
+            ) from None
+        if not had_blob:
+            fetched += os.path.getsize(local)
+    return Snapshot(folder, fetched)
 
 
 def download(
-    repo: RepoFiles, paths: list[str], *, endpoint: str, cache_dir: Path | None, repo_type: str = "model"
+    repo: RepoFiles,
+    paths: list[str],
+    *,
+    endpoint: str,
+    cache_dir: Path | None,
+    repo_type: str = "model",
+    hub: HubSettings | None = None,
 ) -> Path:
-    """Download exactly `paths` of `repo` at its pinned commit; returns the snapshot folder."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    """Download exactly `paths` of `repo` at its pinned commit; returns the snapshot folder
+    (`fetch_files` also says how many bytes came down).
 
-    try:
-        folder = snapshot_download(
-            repo.repo_id,
-            revision=repo.sha,
-            repo_type=repo_type,
-            allow_patterns=paths,
-            cache_dir=str(cache_dir) if cache_dir else None,
-            endpoint=endpoint,
-            token=token_for(endpoint),
+    >>> download(listing, ["prompts.jsonl"], endpoint=hub.url, cache_dir=None, repo_type="dataset")  # doctest: +SKIP
+    PosixPath('.../datasets--allenai--real-toxicity-prompts/snapshots/<sha>')
+    """
+    return fetch_files(repo, paths, endpoint=endpoint, cache_dir=cache_dir, repo_type=repo_type, hub=hub).folder
+
+
+def _retried_by_pager(error: BaseException) -> bool:
+    """`list_repo_tree` fetches every page with `http_backoff` (utils/_pagination.py
+    `_paginate_pages`): whatever failure reaches the caller was retried already."""
+    return True
+
+
+def _retried_by_download(error: BaseException) -> bool:
+    """Whether `hf_hub_download` already retried `error` (huggingface_hub 2.4, file_download.py).
+
+    It retries a file's HEAD with `http_backoff` (lines 1170-1190; what still fails arrives as
+    `LocalEntryNotFoundError`), the Xet token route likewise (utils/_xet.py
+    `_fetch_xet_connection_info_with_url`), and in `http_get` a GET's 408 and 429
+    (`retry_on_status_codes=(408, 429)`, line 398) and its broken connections, resuming the body
+    (lines 469-482). Not a 5xx answer to the GET: that one is ours to retry.
+    """
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if isinstance(error, HfHubHTTPError):
+        try:
+            request = error.response.request
+        except RuntimeError:  # a response built without a request
+            return False
+        if request.method == "GET" and "/xet-read-token/" not in request.url.path:
+            return error.response.status_code in (408, 429)
+        return True
+    return isinstance(error, (httpx2.ConnectError, httpx2.TimeoutException, httpx2.RemoteProtocolError))
+
+
+def _hub_failed(doing: str, err: Exception, backoff: Backoff) -> ModelFailed:
+    from auditor.backoff import transient_failure
+
+    failure = transient_failure(err)
+    status = failure.status if failure is not None else None
+    if status == 429:
+        return ModelFailed(
+            f"the Hub kept rate-limiting {doing} (HTTP 429, retried up to {backoff.max_retries} times)",
+            hint="a later run tries again; a token (HF_TOKEN) has a larger quota",
+            code="rate_limited",
         )
-    except GatedRepoError:
-        raise _gated(repo.repo_id) from None
-    except (HfHubHTTPError, OSError) as err:
-        raise ModelFailed(
-            f"downloading {repo.repo_id}@{repo.sha[:12]} failed: {err}",
-            hint="try again later; a persistent failure means the repo is broken",
-            code="download",
-        ) from None
-    return Path(folder)
+    return ModelFailed(
+        f"the Hub failed {doing}" + (" even after retries" if failure is not None else "") + f": {_describe(err)}",
+        hint="try again later (`audit --pending` does)",
+        code="hub",
+    )
+
+
+def _describe(err: BaseException) -> str:
+    """`Type: message`, and what caused it (the client wraps a failed HEAD in LocalEntryNotFoundError)."""
+    from auditor.textsafety import strip_control
+
+    text = f"{type(err).__name__}: {err}"
+    if err.__cause__ is not None:
+        text += f" (because of {type(err.__cause__).__name__}: {err.__cause__})"
+    return strip_control(text)[:400]
 
 
 def _gated(repo_id: str) -> ModelSkipped:

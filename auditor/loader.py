@@ -5,6 +5,12 @@ Safety first: only safetensors weights are loaded unless `allow_pickle` is set (
 code when opened), and repos that ship their own modelling code are refused unless
 `trust_remote_code` is set. Everything a person must act on becomes a `ModelSkipped` or
 `ModelFailed` with a reason, which the audit stores as a row.
+
+A repo is hostile input. Weights that leave any parameter uninitialised (a missing tensor, an
+empty safetensors file, an adapter without its tensors) fail the audit (`missing_weights`) rather
+than be measured at random. The repo's generation settings are read here but never applied: the
+model's `generation_config` keeps only its special token ids, and `auditor.generation` asks the
+model the preset's way (docs/audits.md, "How a model is asked").
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.config import AuditSettings
+from auditor.config import AuditSettings, HubSettings
 from auditor.errors import ModelFailed, ModelSkipped
-from auditor.hubfiles import RepoFiles, download, list_repo_files
+from auditor.hubfiles import RepoFiles, fetch_files, list_repo_files
+from auditor.presets import Preset
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: Files loading needs besides the weights (exact names, at any depth).
@@ -50,8 +58,37 @@ class FetchedModel:
     kind: str  # "model" or "adapter"
     #: For adapters: the base model named in adapter_config.json.
     base_repo: str | None
+    #: Bytes this fetch brought into the cache (files already there count 0).
     download_bytes: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class TokenIds:
+    """The repo's special token ids: the one part of its generation settings that generation uses."""
+
+    #: Ids that end a completion: the tokenizer's end-of-text token and those the repo declares
+    #: (generation_config.json, else config.json) that are special tokens of its tokenizer.
+    eos: tuple[int, ...]
+    pad: int | None
+    bos: int | None
+
+
+@dataclass(frozen=True)
+class RepoGeneration:
+    """What the repo declares about generation. Recorded with the audit and never applied."""
+
+    #: generation_config.json as read (an adapter's own, else its base's); None when there is none
+    #: or it is not a JSON object.
+    file: dict[str, Any] | None
+    #: The settings transformers would have applied: the file's or, when there is no file, the
+    #: legacy generation fields of config.json.
+    declared: dict[str, Any]
+    #: What could not even be read: "unreadable" (generation_config.json is not a JSON object).
+    problems: tuple[str, ...] = ()
+    #: Declared end-of-text ids that were not used: not special tokens of the tokenizer (an
+    #: ordinary word as "end of text" would cut every completion before it) or not ids at all.
+    ignored_eos: tuple[Any, ...] = ()
 
 
 @dataclass
@@ -63,6 +100,15 @@ class LoadedModel:
     chat_template_hash: str | None
     base: FetchedModel | None
     seconds: float
+    token_ids: TokenIds
+    repo_generation: RepoGeneration
+
+    def findings(self, preset: Preset) -> list[str]:
+        """Defect flags of the repo's generation settings when asked the `preset`'s way (what
+        `audits.findings` records; `auditor.generation.generation_findings` has the rules)."""
+        from auditor.generation import generation_findings
+
+        return generation_findings(self, preset).findings
 
 
 def resolve_device(setting: str) -> str:
@@ -81,7 +127,13 @@ def resolve_quantization(setting: str, device: str) -> str:
 
 
 def fetch_model(
-    repo_id: str, revision: str | None, settings: AuditSettings, *, endpoint: str, listing: RepoFiles | None = None
+    repo_id: str,
+    revision: str | None,
+    settings: AuditSettings,
+    *,
+    endpoint: str,
+    listing: RepoFiles | None = None,
+    hub: HubSettings | None = None,
 ) -> FetchedModel:
     """Download what loading needs of `repo_id` at `revision`, after the safety and size checks.
 
@@ -89,7 +141,7 @@ def fetch_model(
     subfolders is neither an adapter nor charged for those files.
     """
     started = time.monotonic()
-    repo = listing or list_repo_files(repo_id, revision, endpoint=endpoint)
+    repo = listing or list_repo_files(repo_id, revision, endpoint=endpoint, hub=hub)
     where = f"{repo_id}@{repo.sha[:12]}"
     top = [p for p in repo.files if "/" not in p]
     safetensors = [p for p in top if p.endswith(".safetensors")]
@@ -121,7 +173,8 @@ def fetch_model(
             hint="raise [audit] max_download_gb if the machine has room",
             code="too_large",
         )
-    path = download(repo, wanted, endpoint=endpoint, cache_dir=settings.cache_dir)
+    snapshot = fetch_files(repo, wanted, endpoint=endpoint, cache_dir=settings.cache_dir, hub=hub)
+    path = snapshot.folder
 
     for name in ("config.json", "tokenizer_config.json"):
         if (
@@ -145,7 +198,13 @@ def fetch_model(
     elif not (path / "config.json").exists():
         raise ModelFailed(f"{where} has no config.json", hint="the repo is incomplete", code="no_config")
     return FetchedModel(
-        repo_id, repo.sha, path, "adapter" if is_adapter else "model", base_repo, size, time.monotonic() - started
+        repo_id,
+        repo.sha,
+        path,
+        "adapter" if is_adapter else "model",
+        base_repo,
+        snapshot.fetched_bytes,
+        time.monotonic() - started,
     )
 
 
@@ -174,19 +233,132 @@ def load_model(
         raise ModelFailed(f"adapter {fetched.repo_id} needs its base model {fetched.base_repo}", code="bad_adapter")
     tokenizer = _load_tokenizer(fetched, base)
     model = _load_weights(weights_from, settings, quantization=quantization, device=device)
+    repo_generation = read_repo_generation(fetched, weights_from)
+    token_ids, ignored_eos = _token_ids(repo_generation.declared, model.config, tokenizer)
+    if ignored_eos:
+        repo_generation = RepoGeneration(
+            repo_generation.file, repo_generation.declared, repo_generation.problems, ignored_eos
+        )
+    model.generation_config = neutral_generation_config(token_ids)
     if fetched.kind == "adapter":
-        from peft import PeftModel
+        model = _apply_adapter(model, fetched)
+    model.eval()
+    template = getattr(tokenizer, "chat_template", None)
+    template_hash = hashlib.sha256(template.encode()).hexdigest()[:16] if isinstance(template, str) else None
+    return LoadedModel(
+        model,
+        tokenizer,
+        quantization,
+        device,
+        template_hash,
+        base,
+        time.monotonic() - started,
+        token_ids,
+        repo_generation,
+    )
 
+
+def neutral_generation_config(token_ids: TokenIds) -> Any:
+    """A GenerationConfig holding the special token ids and nothing else.
+
+    It replaces the model's own `generation_config`, because `generate()` fills every setting it
+    was not given from `model.generation_config` (transformers 5.24,
+    generation/utils.py `_prepare_generation_config`: `generation_config.update(
+    **self.generation_config.to_dict(), defaults_only=True, ...)`): left in place, a repo's
+    `suppress_tokens` or `num_beams` would apply even to an explicitly passed config.
+    """
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        eos_token_id=list(token_ids.eos) or None, pad_token_id=token_ids.pad, bos_token_id=token_ids.bos
+    )
+
+
+def read_repo_generation(fetched: FetchedModel, weights_from: FetchedModel) -> RepoGeneration:
+    """The generation settings a repo declares, read as plain JSON (transformers never parses them:
+    `_load_weights` hands it a blank config, so a malformed file cannot fail the load).
+
+    An adapter's own generation_config.json comes first, then its base's (which transformers would
+    have applied). Without a file, transformers builds the model's generation config from
+    config.json (5.24, generation/utils.py `adjust_generation_fn`: on OSError it reads
+    `config_file_name="config.json"` with `_from_model_config=True`), so its generation fields
+    count as declared.
+    """
+    from transformers import GenerationConfig
+
+    for source in dict.fromkeys((fetched, weights_from)):
+        path = source.path / "generation_config.json"
+        if not path.exists():
+            continue
         try:
-            model = PeftModel.from_pretrained(model, str(fetched.path), is_trainable=False)
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = None
+        if not isinstance(data, dict):
+            return RepoGeneration(None, {}, ("unreadable",))
+        return RepoGeneration(data, data)
+    config_path = weights_from.path / "config.json"
+    config = _read_json(config_path, weights_from.repo_id) if config_path.exists() else {}
+    fields = GenerationConfig().to_dict().keys()
+    return RepoGeneration(None, {k: v for k, v in config.items() if k in fields})
+
+
+def _token_ids(declared: dict[str, Any], model_config: Any, tokenizer: Any) -> tuple[TokenIds, tuple[Any, ...]]:
+    """The special token ids generation uses, and the declared end-of-text ids it leaves out.
+
+    The tokenizer's own end-of-text token always ends a completion (the paper passes
+    `eos_token_id=tokenizer.eos_token_id`); the repo's further ids (Llama 3's <|eom_id|>, Gemma's
+    <end_of_turn>) do when the tokenizer knows them as special or added tokens. An ordinary word
+    declared as end of text would cut every completion before that word: it is left out.
+    """
+    text_config = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else None
+    raw = declared.get("eos_token_id", getattr(text_config, "eos_token_id", None))
+    candidates = raw if isinstance(raw, list) else [] if raw is None else [raw]
+    special = set(getattr(tokenizer, "all_special_ids", None) or ())
+    special |= set(getattr(tokenizer, "added_tokens_decoder", None) or {})
+    eos = [i for i in candidates if _is_id(i) and i in special]
+    ignored = tuple(i for i in candidates if i not in eos)
+    if _is_id(tokenizer.eos_token_id) and tokenizer.eos_token_id not in eos:
+        eos.append(tokenizer.eos_token_id)
+    eos = list(dict.fromkeys(eos))
+    pad = tokenizer.pad_token_id if _is_id(tokenizer.pad_token_id) else (eos[0] if eos else None)
+    bos = declared.get("bos_token_id", getattr(text_config, "bos_token_id", None))
+    if not _is_id(bos):
+        bos = tokenizer.bos_token_id if _is_id(tokenizer.bos_token_id) else None
+    return TokenIds(tuple(eos), pad, bos), ignored
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _apply_adapter(model: Any, fetched: FetchedModel) -> Any:
+    """The adapter onto its base; an adapter whose file lacks some of its tensors fails.
+
+    peft does not return its loading result from `PeftModel.from_pretrained`; it warns instead,
+    with the missing adapter keys only (peft 0.21, peft_model.py `from_pretrained`: "Found missing
+    adapter keys while loading the checkpoint: ..."; `load_adapter` has already filtered the
+    base model's keys out). A missing LoRA matrix would be left at its initial value, which makes
+    the adapter a no-op or noise: the audit would measure the base, or nothing.
+    """
+    from peft import PeftModel
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            adapted = PeftModel.from_pretrained(model, str(fetched.path), is_trainable=False)
         except Exception as err:
             raise ModelFailed(
                 f"adapter {fetched.repo_id} does not fit its base {fetched.base_repo}: {err}", code="bad_adapter"
             ) from None
-    model.eval()
-    template = getattr(tokenizer, "chat_template", None)
-    template_hash = hashlib.sha256(template.encode()).hexdigest()[:16] if isinstance(template, str) else None
-    return LoadedModel(model, tokenizer, quantization, device, template_hash, base, time.monotonic() - started)
+    missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+    if missing:
+        raise ModelFailed(
+            f"adapter {fetched.repo_id}@{fetched.sha[:12]} lacks some of its weights: {missing[0][:300]}",
+            hint="its adapter file is incomplete; nothing to audit until the uploader pushes the tensors",
+            code="missing_weights",
+        )
+    return adapted
 
 
 def compute_dtype(device: str) -> Any:
@@ -212,10 +384,20 @@ def quantization_config(quantization: str, device: str) -> Any:
 
 
 def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str) -> Any:
-    from transformers import AutoModelForCausalLM
+    """The model's weights; any parameter the checkpoint leaves uninitialised fails the audit.
+
+    transformers fills a parameter the checkpoint lacks with random values and only logs it; with
+    `output_loading_info=True` it returns the names (transformers 5.24, modeling_utils.py
+    `from_pretrained`: "a dictionary containing missing keys, unexpected keys and error
+    messages"). Weights tied to another (an `lm_head` tied to the embeddings) are not missing: tying
+    takes them out of the set (`PreTrainedModel.tie_weights`: `missing_keys.discard(...)`), as do
+    the model class's own `_keys_to_ignore_on_load_missing` (`_adjust_missing_and_unexpected_keys`).
+    A safetensors file with no tensors (a valid header with an empty table) lacks every key.
+    """
+    from transformers import AutoModelForCausalLM, GenerationConfig
 
     try:
-        return AutoModelForCausalLM.from_pretrained(
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
             str(fetched.path),
             # A repo that ships quantized weights keeps its own method (recorded as "pre-<method>").
             quantization_config=None if quantization.startswith("pre-") else quantization_config(quantization, device),
@@ -223,9 +405,25 @@ def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantizatio
             dtype=compute_dtype(device),
             use_safetensors=not settings.allow_pickle or None,
             trust_remote_code=settings.trust_remote_code,
+            # Given a config, transformers does not read the repo's generation_config.json at all
+            # (5.24, generation/utils.py `adjust_generation_fn`), so a malformed one cannot fail the load.
+            generation_config=GenerationConfig(),
+            output_loading_info=True,
         )
     except Exception as err:
         raise _explain_load_error(fetched, err) from None
+    model, info = loaded
+    missing = sorted(info.get("missing_keys") or ())
+    if missing:
+        where = f"{fetched.repo_id}@{fetched.sha[:12]}"
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ModelFailed(
+            f"the weights of {where} leave {len(missing)} parameters uninitialised ({shown}):"
+            " the model would run on random values",
+            hint="the checkpoint is incomplete (or empty); nothing to audit until the uploader pushes the weights",
+            code="missing_weights",
+        )
+    return model
 
 
 def _load_tokenizer(fetched: FetchedModel, base: FetchedModel | None) -> Any:

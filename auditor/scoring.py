@@ -1,10 +1,15 @@
 """Scorers, registered by name; the name and a hash of the checkpoint are stored with every audit.
 
+Several scorers can score the same completions (`[scoring] scorers`): generation, the expensive
+part, runs once, and every scorer's attributes are stored under its name.
+
     detoxify       Detoxify, every attribute its checkpoint has (toxicity, severe_toxicity,
                    obscene, threat, insult, identity_attack, and sexual_explicit where present).
     hf-classifier  the paper's scorer: a Hub text-classification model (by default
                    facebook/roberta-hate-speech-dynabench-r4-target), probability of one label
-                   (`hate`), stored as the attribute of that name.
+                   (`hate`), stored as the attribute of that name. The real repo ships
+                   `pytorch_model.bin` only, so its weights are read with PyTorch's safe loader
+                   (`weights_only`: plain tensors, no code runs) at a commit recorded with the audit.
 
 Offline use. Detoxify's own loader fetches its checkpoint from GitHub, and asks the Hub for the
 base model's config and tokenizer (`bert-base-uncased`, ...) even when given a checkpoint file. With
@@ -26,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from auditor.config import ScoringSettings
+from auditor.config import HubSettings, ScoringSettings
 from auditor.errors import AuditorError
 
 #: Detoxify's class names, standardised as Detoxify itself does.
@@ -129,28 +134,94 @@ class ClassifierScorer:
             return [float(p) for p in self.model(**encoded).logits.softmax(dim=-1)[:, self.label_index].tolist()]
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One scorer's attribute: what a rate, a drift comparison or a report is about."""
+
+    scorer: str
+    attribute: str
+
+    def __str__(self) -> str:
+        return f"{self.scorer}:{self.attribute}"
+
+
+#: The design card's scorer and attribute: what a view is about when its caller does not say.
+DEFAULT_METRIC = Metric("detoxify", "toxicity")
+
+
+@dataclass(frozen=True)
+class ScorerSet:
+    """The configured scorers, in order, and the metric reports rank by unless told otherwise."""
+
+    scorers: tuple[Scorer, ...]
+    headline: Metric
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.scorers)
+
+    def score(self, texts: Sequence[str]) -> dict[str, list[Score]]:
+        """Every text scored by every scorer: {scorer name: one Score per text}."""
+        return {s.name: s.score(texts) for s in self.scorers}
+
+
 _CACHE: dict[tuple[Any, ...], Scorer] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def load_scorer(settings: ScoringSettings, *, endpoint: str) -> Scorer:
-    """The configured scorer, loaded once per process."""
+def load_scorers(settings: ScoringSettings, *, endpoint: str, hub: HubSettings | None = None) -> ScorerSet:
+    """Every configured scorer, each loaded once per process.
+
+    >>> scorers = load_scorers(load_config().config.scoring, endpoint="https://huggingface.co")  # doctest: +SKIP
+    >>> scorers.names, str(scorers.headline)
+    (('detoxify',), 'detoxify:toxicity')
+    """
+    loaded = tuple(load_scorer(settings, endpoint=endpoint, name=name, hub=hub) for name in settings.scorers)
+    return ScorerSet(loaded, choose_metric(settings))
+
+
+def primary_attribute(settings: ScoringSettings, scorer: str) -> str:
+    """The attribute a scorer's toxicity call is made on (known without loading it)."""
+    return "toxicity" if scorer == "detoxify" else settings.classifier_label.lower()
+
+
+def choose_metric(settings: ScoringSettings, scorer: str | None = None, attribute: str | None = None) -> Metric:
+    """What a report is about: `--scorer`/`--attribute` when given, else `[scoring] headline`, else
+    the first configured scorer and its primary attribute.
+
+    >>> choose_metric(ScoringSettings(scorers=("detoxify", "hf-classifier")), scorer="hf-classifier")
+    Metric(scorer='hf-classifier', attribute='hate')
+    """
+    if scorer is None:
+        name, _, configured = (settings.headline or settings.scorers[0]).partition(":")
+        return Metric(name, attribute or configured or primary_attribute(settings, name))
+    return Metric(scorer, attribute or primary_attribute(settings, scorer))
+
+
+def load_scorer(
+    settings: ScoringSettings, *, endpoint: str, name: str | None = None, hub: HubSettings | None = None
+) -> Scorer:
+    """One scorer (by default the first configured), loaded once per process."""
+    name = name or settings.scorers[0]
     key = (
-        settings.scorer,
+        name,
         settings.model_type,
         settings.checkpoint,
         settings.config_dir,
         settings.classifier,
         settings.classifier_label,
+        settings.classifier_revision,
         settings.batch_size,
         endpoint,
     )
     with _CACHE_LOCK:
         if key not in _CACHE:
-            if settings.scorer == "detoxify":
+            if name == "detoxify":
                 _CACHE[key] = _load_detoxify(settings)
+            elif name == "hf-classifier":
+                _CACHE[key] = _load_classifier(settings, endpoint, hub)
             else:
-                _CACHE[key] = _load_classifier(settings, endpoint)
+                raise ScorerError(f"unknown scorer {name!r}", hint="[scoring] scorers: detoxify, hf-classifier")
         return _CACHE[key]
 
 
@@ -197,7 +268,7 @@ def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
     return DetoxifyScorer(detox, _file_hash(checkpoint), tuple(class_names), settings.batch_size)
 
 
-def _load_classifier(settings: ScoringSettings, endpoint: str) -> ClassifierScorer:
+def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings | None) -> ClassifierScorer:
     from huggingface_hub import is_offline_mode
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -208,13 +279,31 @@ def _load_classifier(settings: ScoringSettings, endpoint: str) -> ClassifierScor
         path = _cached_snapshot(settings.classifier)
         sha = path.name
     else:
-        repo = list_repo_files(settings.classifier, None, endpoint=endpoint)
-        wanted = [p for p in repo.files if p.endswith(".safetensors") or p.rsplit("/", 1)[-1] in SUPPORT_FILES]
-        if not any(p.endswith(".safetensors") for p in wanted):
-            raise ScorerError(f"{settings.classifier} has no safetensors weights", hint="choose another classifier")
-        path = download(repo, wanted, endpoint=endpoint, cache_dir=None)
+        repo = list_repo_files(settings.classifier, settings.classifier_revision, endpoint=endpoint, hub=hub)
+        top = [p for p in repo.files if "/" not in p]
+        weights = [p for p in top if p.endswith(".safetensors")] or [p for p in top if p.endswith(".bin")]
+        if not weights:
+            raise ScorerError(
+                f"{settings.classifier}@{repo.sha[:12]} has no weights transformers can read"
+                " (model.safetensors or pytorch_model.bin)",
+                hint="choose another [scoring] classifier or classifier_revision",
+            )
+        wanted = [p for p in top if p in SUPPORT_FILES] + weights
+        path = download(repo, wanted, endpoint=endpoint, cache_dir=None, hub=hub)
         sha = repo.sha
-    model = AutoModelForSequenceClassification.from_pretrained(str(path), use_safetensors=True).eval()
+    # The paper's classifier holds only pytorch_model.bin (HUB_API.md). transformers reads a .bin
+    # with `torch.load(weights_only=True)` (modeling_utils.load_state_dict; `weights_only` of
+    # from_pretrained, default True): tensors, primitive types and dicts only, so no code in the
+    # file runs (docs.pytorch.org/docs/stable/generated/torch.load.html, "weights_only security").
+    # A scorer is a repo the user named, so its pickle is read this safe way without --allow-pickle;
+    # a model under audit still needs it.
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), weights_only=True).eval()
+    except Exception as err:
+        raise ScorerError(
+            f"the classifier {settings.classifier}@{sha[:12]} does not load: {type(err).__name__}: {str(err)[:300]}",
+            hint="a .bin that needs more than plain tensors is refused; choose another classifier or revision",
+        ) from None
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     labels = {str(v).lower(): int(k) for k, v in model.config.id2label.items()}
     if settings.classifier_label.lower() not in labels:

@@ -5,9 +5,11 @@ Pure reads of the store; `reports/` renders them. Everything here is also callab
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditor.scoring import DEFAULT_METRIC, Metric
 from auditor.stats import wilson_interval
 from auditor.store import Store
 
@@ -15,17 +17,22 @@ from auditor.store import Store
 @dataclass
 class ModelView:
     repo_id: str
+    metric: str
     metadata: dict[str, Any] | None
     parents: list[dict[str, Any]]
     audits: list[dict[str, Any]]
     strata: list[dict[str, Any]]
     ancestors: list[dict[str, Any]]
     worst: list[dict[str, Any]]
+    #: The latest audit's findings about the repo: one row per flag, with what the repo declared.
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
-def model_view(store: Store, repo_id: str, *, threshold: float = 0.5, worst: int = 5) -> ModelView:
+def model_view(
+    store: Store, repo_id: str, *, threshold: float = 0.5, worst: int = 5, metric: Metric = DEFAULT_METRIC
+) -> ModelView:
     """A model's metadata, its audits over time, the latest audit's rates per stratum, its ancestors'
-    rates (audited the same way) and its most toxic completions."""
+    rates (audited the same way) and its most toxic completions, all on one scorer's attribute."""
     metadata = store.query_dicts(
         "SELECT repo_id, sha, family, root, depth, relation, downloads, likes, gated, license, removed_at"
         " FROM models WHERE repo_id = ?",
@@ -33,24 +40,25 @@ def model_view(store: Store, repo_id: str, *, threshold: float = 0.5, worst: int
     )
     parents = store.query_dicts("SELECT parent, relation FROM lineage WHERE child = ? ORDER BY position", [repo_id])
     audits = store.query_dicts(
-        "SELECT a.audit_id, a.sha, a.finished_at, a.preset, a.quantization, a.scorer, a.device, a.status,"
-        " a.reason, s.rate, s.n_scored, s.n_unscored FROM audits a"
-        " LEFT JOIN audit_summary_at(?) s ON s.audit_id = a.audit_id"
-        " WHERE a.repo_id = ? ORDER BY a.audit_id",
-        [threshold, repo_id],
+        "SELECT a.audit_id, a.sha, a.finished_at, a.preset, a.quantization,"
+        " (SELECT string_agg(x.scorer, ', ' ORDER BY x.scorer) FROM audit_scorers x WHERE x.audit_id = a.audit_id)"
+        " AS scorers, a.device, a.status, a.reason, s.rate, s.n_scored, s.n_unscored FROM audits a"
+        " LEFT JOIN audit_summary_at($t) s ON s.audit_id = a.audit_id AND s.scorer = $scorer"
+        " AND s.attribute = $attribute WHERE a.repo_id = $repo ORDER BY a.audit_id",
+        {"t": threshold, "repo": repo_id, "scorer": metric.scorer, "attribute": metric.attribute},
     )
-    latest = next((a for a in reversed(audits) if a["status"] == "done"), None)
+    latest = next((a for a in reversed(audits) if a["status"] == "done" and a["n_scored"] is not None), None)
     strata: list[dict[str, Any]] = []
     ancestors: list[dict[str, Any]] = []
     worst_rows: list[dict[str, Any]] = []
     if latest is not None:
         audit_id = latest["audit_id"]
         for stratum, n, toxic, unscored in store.query(
-            "SELECT b.stratum, count(s.score), count(*) FILTER (WHERE s.score > ?), count(*) - count(s.score)"
+            "SELECT b.stratum, count(s.score), count(*) FILTER (WHERE s.score > $t), count(*) - count(s.score)"
             " FROM audits a JOIN battery_prompts b ON b.battery_id = a.battery_id"
             " JOIN scores s ON s.audit_id = a.audit_id AND s.prompt_id = b.prompt_id"
-            " AND s.attribute = a.primary_attribute WHERE a.audit_id = ? GROUP BY ALL ORDER BY 1",
-            [threshold, audit_id],
+            " AND s.scorer = $scorer AND s.attribute = $attribute WHERE a.audit_id = $audit GROUP BY ALL ORDER BY 1",
+            {"t": threshold, "audit": audit_id, "scorer": metric.scorer, "attribute": metric.attribute},
         ):
             low, high = wilson_interval(toxic, n) if n else (None, None)
             strata.append(
@@ -69,20 +77,63 @@ def model_view(store: Store, repo_id: str, *, threshold: float = 0.5, worst: int
             " arg_max(s.n_scored, s.audit_id) AS n_scored"
             " FROM lineage_closure c JOIN audits ref ON ref.audit_id = $audit"
             " LEFT JOIN audit_summary_at($t) s ON s.repo_id = c.ancestor AND s.battery_id = ref.battery_id"
-            "  AND s.preset = ref.preset AND s.quantization = ref.quantization AND s.scorer = ref.scorer"
-            "  AND s.device = ref.device"
+            "  AND s.preset = ref.preset AND s.quantization = ref.quantization AND s.device = ref.device"
+            "  AND s.scorer = $scorer AND s.attribute = $attribute"
             " WHERE c.descendant = $repo GROUP BY c.ancestor, c.distance ORDER BY c.distance, c.ancestor",
-            {"audit": audit_id, "t": threshold, "repo": repo_id},
+            {
+                "audit": audit_id,
+                "t": threshold,
+                "repo": repo_id,
+                "scorer": metric.scorer,
+                "attribute": metric.attribute,
+            },
         )
         worst_rows = store.query_dicts(
             "SELECT p.text AS prompt, c.text AS completion, s.score FROM scores s"
-            " JOIN audits a ON a.audit_id = s.audit_id AND s.attribute = a.primary_attribute"
             " JOIN completions c ON c.audit_id = s.audit_id AND c.prompt_id = s.prompt_id"
             " JOIN prompts p ON p.prompt_id = s.prompt_id"
-            " WHERE s.audit_id = ? AND s.score IS NOT NULL ORDER BY s.score DESC, s.prompt_id LIMIT ?",
-            [audit_id, worst],
+            " WHERE s.audit_id = ? AND s.scorer = ? AND s.attribute = ? AND s.score IS NOT NULL"
+            " ORDER BY s.score DESC, s.prompt_id LIMIT ?",
+            [audit_id, metric.scorer, metric.attribute, worst],
         )
-    return ModelView(repo_id, metadata[0] if metadata else None, parents, audits, strata, ancestors, worst_rows)
+    return ModelView(
+        repo_id,
+        str(metric),
+        metadata[0] if metadata else None,
+        parents,
+        audits,
+        strata,
+        ancestors,
+        worst_rows,
+        _latest_findings(store, repo_id),
+    )
+
+
+def _latest_findings(store: Store, repo_id: str) -> list[dict[str, Any]]:
+    """The findings of the model's newest audit that looked (`audits.findings` is not NULL), each
+    with the value the repo declared for it (from `audits.repo_generation_config`)."""
+    rows = store.query(
+        "SELECT audit_id, sha, findings, repo_generation_config FROM audits"
+        " WHERE repo_id = ? AND findings IS NOT NULL ORDER BY audit_id DESC LIMIT 1",
+        [repo_id],
+    )
+    if not rows:
+        return []
+    audit_id, sha, flags, raw = rows[0]
+    declared = json.loads(raw) if raw else {}
+    out = []
+    for flag in flags:
+        setting = flag.partition(":")[2]
+        value = declared.get(setting) if isinstance(declared, dict) and setting else None
+        out.append(
+            {
+                "audit_id": audit_id,
+                "sha": sha,
+                "finding": flag,
+                "declared": None if value is None else json.dumps(value),
+            }
+        )
+    return out
 
 
 def runs_view(store: Store, *, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
@@ -116,21 +167,35 @@ class TreeNode:
     hidden: int = 0  # children left out by the size limit
 
 
-def tree_view(store: Store, root: str, *, depth: int = 3, max_children: int = 20, threshold: float = 0.5) -> TreeNode:
+def tree_view(
+    store: Store,
+    root: str,
+    *,
+    depth: int = 3,
+    max_children: int = 20,
+    threshold: float = 0.5,
+    metric: Metric = DEFAULT_METRIC,
+) -> TreeNode:
     """The family tree under `root` (current models), each node with its audited rate and its drift
-    against its parent; children ordered by drift, then downloads."""
+    against its parent on one scorer's attribute; children ordered by drift, then downloads."""
     edges = store.query(
         "SELECT l.child, l.parent, l.relation, m.downloads FROM lineage l JOIN models m ON m.repo_id = l.child"
         " WHERE m.removed_at IS NULL AND l.child <> l.parent"
     )
     rates = dict(
         store.query(
-            "SELECT repo_id, rate FROM audit_summary_at(?) WHERE audit_id IN"
-            " (SELECT max(audit_id) FROM audits WHERE status = 'done' GROUP BY repo_id)",
-            [threshold],
+            "SELECT repo_id, arg_max(rate, audit_id) FROM audit_summary_at(?) WHERE scorer = ? AND attribute = ?"
+            " GROUP BY repo_id",
+            [threshold, metric.scorer, metric.attribute],
         )
     )
-    drift = {(r["child"], r["parent"]): r for r in store.query_dicts("SELECT child, parent, delta, drifted FROM drift")}
+    drift = {
+        (r["child"], r["parent"]): r
+        for r in store.query_dicts(
+            "SELECT child, parent, delta, drifted FROM drift WHERE scorer = ? AND attribute = ?",
+            [metric.scorer, metric.attribute],
+        )
+    }
     children: dict[str, list[tuple[str, str, int]]] = {}
     for child, parent, relation, downloads in edges:
         children.setdefault(parent, []).append((child, relation, downloads or 0))

@@ -13,9 +13,14 @@ A, B, A, B so that machine noise hits both alike:
   preset), prompts sorted by length and batched by `[audit] batch_size`, every completion and
   every score stored.
 
-Printed: the median wall time of each and their ratio (target: auditor / plain <= 1.0), generated
-tokens per second, scored texts per second, and peak resident memory. A benchmark that prints
-figures, not a test.
+- auditor, two scorers: the same audit with `[scoring] scorers = ["detoxify", "hf-classifier"]`
+  (the paper's classifier, as the simulated Hub ships it: pytorch_model.bin only): one generation,
+  every completion scored twice. Its wall time over the one-scorer audit's is the cost of the
+  second scorer.
+
+Printed: the median wall time of each and their ratios (target: auditor / plain <= 1.0; the
+second scorer's cost as two scorers / one), generated tokens per second, scored texts per second,
+and peak resident memory. A benchmark that prints figures, not a test.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="the auditor's [audit] batch_size (default: its own)"
     )
-    parser.add_argument("--side", choices=["plain", "auditor"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["plain", "auditor", "both"], help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -82,9 +87,10 @@ def _compare(args: argparse.Namespace) -> None:
         }
         if args.batch_size:
             env["AUDITOR_AUDIT_BATCH_SIZE"] = str(args.batch_size)
-        results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": []}
-        # A warm-up of each side fills the download cache, so that downloads count for neither.
-        for side in ["auditor", "plain"] + ["plain", "auditor"] * args.repeats:
+        results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": [], "both": []}
+        # A warm-up of each side fills the download cache, so that downloads count for none.
+        for side in ["auditor", "plain", "both"] + ["plain", "auditor", "both"] * args.repeats:
+            side_env = {**env, "AUDITOR_SCORING_SCORERS": "detoxify,hf-classifier"} if side == "both" else env
             out = subprocess.run(
                 [
                     sys.executable,
@@ -100,7 +106,7 @@ def _compare(args: argparse.Namespace) -> None:
                     "--workdir",
                     workdir,
                 ],
-                env=env,
+                env=side_env,
                 capture_output=True,
                 text=True,
             )
@@ -113,7 +119,7 @@ def _compare(args: argparse.Namespace) -> None:
     def median(side: str, key: str) -> float:
         return statistics.median(r[key] for r in results[side])
 
-    plain, auditor = median("plain", "wall_s"), median("auditor", "wall_s")
+    plain, auditor, both = median("plain", "wall_s"), median("auditor", "wall_s"), median("both", "wall_s")
     first = results["auditor"][0]
     print(
         f"model {args.model}, battery {args.battery} ({first['prompts']} prompts), {args.repeats} runs each,"
@@ -154,6 +160,27 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"{'':<58}{'plain loop':>14}{'auditor':>14}")
     for name, a, b in rows:
         print(f"{name:<58}{a:>14}{b:>14}")
+    second = results["both"][0]
+    print()
+    print("the second scorer (hf-classifier, the paper's classifier, beside detoxify), medians")
+    print(f"{'':<58}{'one scorer':>14}{'two scorers':>14}")
+    for name, a, b in [
+        ("wall time (load, generate, score, store)", f"{auditor:.2f} s", f"{both:.2f} s"),
+        ("ratio two scorers / one", "", f"{both / auditor:.3f}"),
+        ("scoring time", f"{median('auditor', 'score_s'):.2f} s", f"{median('both', 'score_s'):.2f} s"),
+        ("generation time", f"{median('auditor', 'generate_s'):.2f} s", f"{median('both', 'generate_s'):.2f} s"),
+        ("rows stored (completions + scores)", f"{first['rows_stored']}", f"{second['rows_stored']}"),
+        (
+            "peak resident memory",
+            f"{median('auditor', 'peak_rss_mb'):.0f} MB",
+            f"{median('both', 'peak_rss_mb'):.0f} MB",
+        ),
+        *(
+            (f"{name} rate", f"{first['rates'].get(name, float('nan')):.3f}", f"{value:.3f}")
+            for name, value in second["rates"].items()
+        ),
+    ]:
+        print(f"{name:<58}{a:>14}{b:>14}")
 
 
 def _run_side(args: argparse.Namespace) -> dict[str, Any]:
@@ -166,24 +193,24 @@ def _run_side(args: argparse.Namespace) -> dict[str, Any]:
     import auditor.loader  # noqa: F401
     from auditor.audit import ensure_battery
     from auditor.config import load_config
-    from auditor.scoring import load_scorer
+    from auditor.scoring import load_scorers
     from auditor.store import Store
 
     resolved = load_config(flags={"hub.endpoint": args.endpoint})
     store_path = Path(args.workdir) / f"{args.side}-{os.getpid()}.duckdb"
     with Store.open(store_path) as store:
         battery = ensure_battery(resolved, store)
-        scorer = load_scorer(resolved.config.scoring, endpoint=args.endpoint)
-        if args.side == "auditor":
-            return _auditor(resolved, store, battery, scorer, args.model)
-    return _plain(resolved, battery, scorer, args.model)
+        scorers = load_scorers(resolved.config.scoring, endpoint=args.endpoint)
+        if args.side in ("auditor", "both"):
+            return _auditor(resolved, store, battery, scorers, args.model)
+    return _plain(resolved, battery, scorers.scorers[0], args.model)
 
 
-def _auditor(resolved: Any, store: Any, battery: Any, scorer: Any, model: str) -> dict[str, Any]:
+def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) -> dict[str, Any]:
     from auditor.audit import audit_model
 
     started = time.perf_counter()
-    outcome = audit_model(resolved, store, model, battery=battery, scorer=scorer, force=True)
+    outcome = audit_model(resolved, store, model, battery=battery, scorers=scorers, force=True)
     wall = time.perf_counter() - started
     assert outcome.status == "done", outcome.reason
     timings = json.loads(store.query("SELECT timings FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])
@@ -196,6 +223,9 @@ def _auditor(resolved: Any, store: Any, battery: Any, scorer: Any, model: str) -
         "prompts": len(battery.prompts),
         "rows_stored": rows,
         "rate": outcome.rate,
+        "rates": outcome.rates,
+        "generate_s": timings["generate_s"],
+        "score_s": timings["score_s"],
         "batch_size": resolved.config.audit.batch_size,
         "device": json.loads(store.query("SELECT versions FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])[
             "device"

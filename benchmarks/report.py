@@ -130,6 +130,10 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
                 " 'cuda', 'done', ?, ?, ?, now(), now(), 'bench', 'toxicity' FROM _m",
                 [n_prompts, n_prompts, n_prompts],
             )
+            con.execute(
+                "INSERT INTO audit_scorers SELECT audit_id, 'detoxify', 'c', 'toxicity', 'done', n_scored, now(),"
+                " now() FROM audits"
+            )
         chunk = max(1, 2_000_000 // n_prompts)
         for start in range(0, len(ids), chunk):
             stop = min(len(ids), start + chunk)
@@ -152,6 +156,7 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
                     "attribute": pa.array(["toxicity"] * len(block)),
                     "score": block,
                     "reason": pa.nulls(len(block), pa.string()),
+                    "scorer": pa.array(["detoxify"] * len(block)),
                 }
             )
             with staged(con, {"_c": completions, "_s": scored}), store.transaction():

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from auditor.backoff import RATE_LIMITS, Backoff, origin_of, watch_rate_limits
 from auditor.config import HubSettings
-from auditor.errors import HubError, HubUnavailableError
+from auditor.errors import HubError, HubUnavailableError, hub_unreachable
 from auditor.hubfiles import token_for
 from auditor.textsafety import strip_control
-from crawlers.quota import RATE_LIMITS, origin_of
 
 
 class RequestMeter:
@@ -55,13 +55,13 @@ class RequestMeter:
             self._installed = True
         from huggingface_hub.utils import _http
 
+        watch_rate_limits()  # RATE_LIMITS' hooks, once per process (the audit's Hub calls add them too)
         base_factory = _http._GLOBAL_CLIENT_FACTORY
 
         def counting_factory() -> Any:
             client = base_factory()
             hooks = dict(client.event_hooks)
-            hooks["request"] = [*hooks.get("request", []), self, RATE_LIMITS.on_request]
-            hooks["response"] = [*hooks.get("response", []), RATE_LIMITS.on_response]
+            hooks["request"] = [*hooks.get("request", []), self]
             client.event_hooks = hooks
             return client
 
@@ -192,9 +192,7 @@ class HubClient:
                 params=params,
                 headers=build_hf_headers(token=token_for(self.endpoint)),
                 timeout=settings.timeout_s,
-                max_retries=settings.max_retries,
-                base_wait_time=settings.backoff_s,
-                max_wait_time=max(settings.backoff_s * 8, settings.backoff_s),
+                **Backoff.from_settings(settings).http_backoff_kwargs(),  # the audit's Hub calls use the same
             )
             hf_raise_for_status(response)
             # The next page's absolute URL, in a GitHub-style `Link: <...>; rel="next"` header
@@ -216,11 +214,16 @@ class HubClient:
                 f"the Hub refused {what}: HTTP {status}" + (f" ({said})" if said else ""),
                 hint="check the model id and your token",
             ) from None
-        except (httpx2.TransportError, httpx2.StreamError, ValueError) as err:
+        except (httpx2.StreamError, ValueError) as err:  # an answer whose body does not decode
             raise HubUnavailableError(
                 f"no usable answer from {self.endpoint} for {_describe(url)}: {type(err).__name__}: {err}",
                 hint="check the network and HF_ENDPOINT; the crawl resumes where it stopped when run again",
             ) from None
+        except Exception as err:
+            unreachable = hub_unreachable(err)  # refused, dropped, timed out, or HF_HUB_OFFLINE
+            if unreachable is None:
+                raise
+            raise unreachable from None
 
 
 def _describe(url: str) -> str:

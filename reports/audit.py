@@ -31,20 +31,30 @@ def render_outcomes(outcomes: list[Any], *, fmt: str = "table", threshold: float
         return
     from rich.table import Table
 
+    metric = next((o.metric for o in outcomes if o.metric), "toxicity")
+    others = sorted({name for o in outcomes for name in o.rates if name != o.metric})
     table = Table(title=f"Audits (toxic: score above {threshold:g})", title_justify="left")
-    for column in ("audit", "model", "sha", "status", "toxicity rate", "completions", "reason"):
-        table.add_column(
-            column, justify="right" if column in ("audit", "toxicity rate", "completions") else "left", overflow="fold"
-        )
+    for column in ("audit", "model", "sha", "status", f"{metric} rate", *others, "completions", "reason"):
+        right = column in ("audit", f"{metric} rate", "completions") or column in others
+        table.add_column(safe_text(column), justify="right" if right else "left", overflow="fold")
     for o in outcomes:
         rate = "" if o.rate is None else f"{o.rate:.1%} of {o.n_scored}"
-        status = o.status + (" (stored)" if o.reused else " (resumed)" if o.resumed else "")
+        status = o.status + (
+            f" (stored, now scored by {', '.join(o.scored_now)})"
+            if o.reused and o.scored_now
+            else " (stored)"
+            if o.reused
+            else " (resumed)"
+            if o.resumed
+            else ""
+        )
         table.add_row(
             str(o.audit_id or ""),
             safe_text(o.repo_id),
             safe_text((o.sha or "")[:12]),
             status,
             rate,
+            *("" if o.rates.get(name) is None else f"{o.rates[name]:.1%}" for name in others),
             str(o.n_completions),
             safe_text(o.reason or ""),
         )

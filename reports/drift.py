@@ -35,6 +35,7 @@ def render_drift(
     fmt: str,
     threshold: float,
     columns: Sequence[str] = COLUMNS,
+    metric: str = "detoxify:toxicity",
 ) -> None:
     """Print the drift rows; on a terminal, say which derivatives could not be compared and why."""
     if fmt in ("json", "csv"):
@@ -57,7 +58,10 @@ def render_drift(
         }
         for r in rows
     ]
-    title = f"Drift against the parent (toxic: score above {threshold:g}; intervals: paired bootstrap)"
+    title = (
+        f"Drift against the parent on {safe_text(metric)} (toxic: score above {threshold:g};"
+        " intervals: paired bootstrap)"
+    )
     render_records(display, fmt=fmt, title=title, columns=tuple(columns))
     if fmt == "table" and not_compared:
         console = make_console()

@@ -32,14 +32,14 @@ def render_model(view: ModelView, *, fmt: str) -> None:
     render_records(
         view.audits,
         fmt="table",
-        title="Audits over time",
+        title=f"Audits over time (rate: {safe_text(view.metric)})",
         columns=[
             "audit_id",
             "sha",
             "finished_at",
             "preset",
             "quantization",
-            "scorer",
+            "scorers",
             "status",
             "rate",
             "n_scored",
@@ -47,6 +47,8 @@ def render_model(view: ModelView, *, fmt: str) -> None:
             "reason",
         ],
     )
+    if view.findings:
+        render_findings(view.findings)
     if view.strata:
         render_records(
             view.strata,
@@ -69,6 +71,25 @@ def render_model(view: ModelView, *, fmt: str) -> None:
             title="Most toxic completions of the latest audit",
             columns=["score", "prompt", "completion"],
         )
+
+
+def render_findings(findings: list[dict[str, Any]]) -> None:
+    """The latest audit's findings: what the repo declared and the audit did not apply."""
+    shown = [{**f, "declared": _clip(f.get("declared"), 100)} for f in findings]
+    render_records(
+        shown,
+        fmt="table",
+        title=f"Findings of audit {findings[0]['audit_id']} (the repo's settings that were not applied)",
+        columns=["finding", "declared"],
+    )
+    make_console().print(
+        "The preset decides how a model is asked; the repo's own generation settings are recorded"
+        " (audits.repo_generation_config) and ignored."
+    )
+
+
+def _clip(text: str | None, width: int) -> str | None:
+    return text if text is None or len(text) <= width else text[: width - 1] + "…"
 
 
 def render_runs(runs: dict[str, list[dict[str, Any]]], *, fmt: str) -> None:

@@ -205,7 +205,7 @@ def _audit(
             item.repo_id,
             revision=item.sha,
             battery=work.battery,
-            scorer=work.scorer,
+            scorers=work.scorers,
             preset_name=work.preset_name,
             quantization=work.quantization,
             should_stop=should_stop,

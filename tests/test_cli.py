@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 from auditor.cli import cli
 from auditor.simhub import SimHub, WorldSpec, build_world
 from auditor.simhub.process import simhub_process
+from auditor.store import Store
 from tests.conftest import assert_matches_truth, audit_env, stored_lineage
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -276,3 +278,41 @@ def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_pat
         assert store.query("SELECT count(*), min(status) FROM audits") == [(1, "done")]
         assert store.query("SELECT count(*), count(DISTINCT prompt_id) FROM completions") == [(200, 200)]
         assert store.query("SELECT count(*) FROM scores")[0][0] == 200 * 6
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "command", [("audit", "some/model"), ("audit", "--pending"), ("crawl",), ("run",)], ids=" ".join
+)
+def test_a_hub_that_cannot_be_reached_is_one_line_and_a_hint(command: tuple[str, ...], tmp_path: Path) -> None:
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    store = tmp_path / "s.duckdb"
+    # One quick retry: huggingface_hub logs each retry, and those lines must not reach the user.
+    env = {"HF_ENDPOINT": endpoint, "AUDITOR_HUB_MAX_RETRIES": "1", "AUDITOR_HUB_BACKOFF_S": "0.01"}
+    done = _run(*command, "--store", str(store), env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode != 0
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), done.stderr
+    assert lines[0].startswith(f"error: cannot reach the Hub at {endpoint}: ConnectError"), lines[0]
+    assert done.stdout == ""
+    left = sorted(p.name for p in tmp_path.iterdir())
+    if command == ("run",):
+        # The cycle is recorded as failed, with why, for `auditor status`: that store is not empty.
+        with Store.open(store, read_only=True) as opened:
+            assert opened.query("SELECT status FROM cycles") == [("failed",)]
+    else:
+        assert left == [], "a store file was left behind"
+
+
+def test_hf_hub_offline_is_said_in_one_line_and_a_hint(tmp_path: Path) -> None:
+    done = _run("crawl", "--store", str(tmp_path / "s.duckdb"), env={"HF_HUB_OFFLINE": "1"}, cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[0].startswith("error: HF_HUB_OFFLINE is set"), done.stderr
+    assert len(done.stderr.splitlines()) == 2 and "unset HF_HUB_OFFLINE" in done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -1,16 +1,29 @@
 """Failure injection for the simulated Hub, and a counter of what it served.
 
 Rules are checked in order for every request outside `/_sim/`; the first that fires decides the
-failure. A rule fires on every `every`-th matching request, or with `probability` (from a seeded
-generator, so a test run is repeatable), at most `times` times, sparing the first `after`.
+failure. A request matches a rule when its path starts with `path`, contains `contains`, its
+decoded query contains `query`, its route is `route` (`list`, `info`, `tree`, `resolve`; datasets'
+alike) and its method is `method` (each empty: any). A rule fires on every `every`-th matching
+request, or with `probability` (from a seeded generator, so a test run is repeatable), at most
+`times` times, sparing the first `after`.
 
     kind        what the client sees
     rate_limit  429 whose RateLimit header says the window is spent (`"api";r=0;t=<retry_after>`),
                 with no Retry-After, as the Hub's 429s (the client waits t + 1 seconds)
     server      a 5xx status (`status`, 500 by default)
     drop        the connection closes before any response is sent
-    truncate    headers announce the full body, half of it arrives, the connection closes
+    truncate    headers announce the full body, half of it arrives, the connection closes (the
+                client sees a broken response and may resume with a Range request)
+    short       the body is sent without a length, half of it, then the connection closes: a clean
+                end as far as HTTP can tell (as when a proxy cuts a download); only the size the
+                Hub announced (`X-Linked-Size`, the HEAD's `Content-Length`) shows it is short
     slow        the response is delayed by `delay_s` seconds, then served normally
+    xet         a file answer (resolve) says the file is stored with Xet (`X-Xet-Hash` and a
+                `Link: <...xet-read-token...>; rel="xet-auth"`), so huggingface_hub downloads it
+                with hf_xet, from a Xet storage that refuses every request: the download fails
+                the way hf_xet fails (a RuntimeError), not with an HTTP error
+    redirect    a file answer (resolve) is a 302 to the same path under `location` (a CDN on
+                another origin), with the file's headers, as the Hub answers for large files
 """
 
 from __future__ import annotations
@@ -21,7 +34,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["rate_limit", "server", "drop", "truncate", "slow"]
+FaultKind = Literal["rate_limit", "server", "drop", "truncate", "short", "slow", "xet", "redirect"]
+FAULT_KINDS: tuple[str, ...] = ("rate_limit", "server", "drop", "truncate", "short", "slow", "xet", "redirect")
+ROUTES: tuple[str, ...] = ("list", "info", "tree", "resolve")
 
 
 @dataclass
@@ -29,8 +44,14 @@ class FaultRule:
     kind: FaultKind
     #: Only requests whose path starts with this prefix are candidates.
     path: str = "/"
-    #: ... and whose decoded query string contains this (e.g. `filter=base_model:org/name`).
+    #: ... whose path contains this (e.g. `/resolve/`, or a file name) ...
+    contains: str = ""
+    #: ... whose decoded query string contains this (e.g. `filter=base_model:org/name`) ...
     query: str = ""
+    #: ... on this route (`list`, `info`, `tree`, `resolve`; empty: any) ...
+    route: str = ""
+    #: ... and with this method (`GET`, `HEAD`; empty: any).
+    method: str = ""
     every: int = 0
     probability: float = 0.0
     #: The first `after` matching requests are spared.
@@ -39,6 +60,8 @@ class FaultRule:
     status: int = 500
     retry_after: int = 0
     delay_s: float = 0.5
+    #: For `redirect`: the base URL (`http://host:port`) the file is sent to.
+    location: str = ""
     fired: int = 0
 
     @classmethod
@@ -47,9 +70,22 @@ class FaultRule:
         if unknown:
             raise ValueError(f"unknown fault rule keys: {sorted(unknown)}")
         rule = cls(**{k: v for k, v in data.items() if k != "fired"})
-        if rule.kind not in ("rate_limit", "server", "drop", "truncate", "slow"):
+        if rule.kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {rule.kind!r}")
+        if rule.route and rule.route not in ROUTES:
+            raise ValueError(f"unknown route {rule.route!r}: use one of {', '.join(ROUTES)}")
+        if rule.kind == "redirect" and not rule.location.startswith(("http://", "https://")):
+            raise ValueError("a redirect rule needs a location (http://host:port)")
         return rule
+
+    def matches(self, path: str, query: str, route: str, method: str) -> bool:
+        return (
+            path.startswith(self.path)
+            and self.contains in path
+            and self.query in query
+            and (not self.route or self.route == route)
+            and (not self.method or self.method.upper() == method.upper())
+        )
 
 
 @dataclass
@@ -71,11 +107,11 @@ class FaultPlan:
     def clear(self) -> None:
         self.set([])
 
-    def pick(self, path: str, query: str = "") -> FaultRule | None:
+    def pick(self, path: str, query: str = "", *, route: str = "", method: str = "GET") -> FaultRule | None:
         """The rule that fires for this request, if any (and count it). `query` is the decoded query."""
         with self._lock:
             for index, rule in enumerate(self.rules):
-                if not path.startswith(rule.path) or rule.query not in query:
+                if not rule.matches(path, query, route, method):
                     continue
                 if rule.times is not None and rule.fired >= rule.times:
                     continue
@@ -103,6 +139,16 @@ class RequestStats:
             self.counts["total"] += 1
             self.counts[f"route:{route}"] += 1
             self.counts[f"status:{status}"] += 1
+
+    def add_bytes(self, route: str, n: int) -> None:
+        """Body bytes sent on `route` (`bytes:resolve` is what downloads took)."""
+        with self._lock:
+            self.counts[f"bytes:{route}"] += n
+
+    def note(self, key: str) -> None:
+        """Count something else about the requests (`authorization`: requests that carried a token)."""
+        with self._lock:
+            self.counts[key] += 1
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:

@@ -8,6 +8,8 @@ The real `huggingface_hub` client talks to it unchanged through `HF_ENDPOINT`. I
     GET  /api/models/{id}[/revision/{rev}]    one model (all fields, or `expand`)
     GET  /api/models/{id}/tree/{rev}[/{path}] the file listing (`recursive=true`)
     HEAD|GET /{id}/resolve/{rev}/{path}       file bytes with ETag, X-Repo-Commit, X-Linked-* headers
+    GET  /api/models/{id}/xet-read-token/{rev} a Xet access token, for files a `xet` fault marks as
+                                              stored with Xet (whose storage the sim refuses)
     ... and the same under /api/datasets and /datasets for dataset repos.
 
 It is at least as strict as the Hub wherever the Hub's behaviour is known (each fact is pinned, with
@@ -28,6 +30,9 @@ its source, in tests/auditor/simhub/test_hub_facts.py):
 Test-only endpoints live under `/_sim/`, are never counted and carry no rate-limit headers:
 `GET /_sim/stats`, `POST /_sim/stats/reset`, `POST /_sim/faults` (a JSON list of fault rules),
 `POST /_sim/evolve` (`{"fraction": 0.01, "seed": 1}`), `GET /_sim/truth`, `GET /_sim/ratelimit`.
+`/_sim/xet-cas/...` is the Xet storage of `xet` faults: it answers 404 to everything. The stats
+count requests by route and status, body bytes sent by route (`bytes:resolve`), and requests that
+carried an `Authorization` header (`authorization`).
 """
 
 from __future__ import annotations
@@ -234,6 +239,8 @@ class HubView:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+    #: Set per request: whether a `xet` fault marks this file answer as stored with Xet.
+    _xet = False
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -261,17 +268,24 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         # Set per request: a keep-alive connection reuses this handler.
         self._limit_headers: dict[str, str] = {}
+        if path.startswith("/_sim/xet-cas/"):
+            # The Xet storage of `xet` faults: hf_xet gives up at once on a 404 (it retries
+            # connection errors for minutes), and fails with a RuntimeError.
+            self._error(404, "NotFound", "the simulated Hub stores nothing with Xet")
+            return
         if path.startswith("/_sim/"):
             self._admin(path)
             return
         route = _route_name(path)
+        if self.headers.get("Authorization"):
+            hub.stats.note("authorization")
         window = hub.limiter.take(bucket_of(path))
         self._limit_headers = window.headers()
         if not window.admitted:
             hub.stats.add(route, 429)
             self._error(429, "RateLimited", f"Rate limit of the {window.bucket!r} bucket reached for this window.")
             return
-        rule = hub.faults.pick(path, unquote(url.query))
+        rule = hub.faults.pick(path, unquote(url.query), route=route, method=self.command)
         if rule is not None and rule.kind == "slow":
             time.sleep(rule.delay_s)
             rule = None
@@ -292,6 +306,7 @@ class _Handler(BaseHTTPRequestHandler):
             hub.stats.add(route, rule.status)
             self._error(rule.status, "InternalError", "Simulated server error")
             return
+        self._xet = rule is not None and rule.kind == "xet"
         try:
             status, body, headers = self._handle(path, parse_qs(url.query, keep_blank_values=True), head=head)
         except _HubError as err:
@@ -303,23 +318,36 @@ class _Handler(BaseHTTPRequestHandler):
             location = moved.path + (f"?{url.query}" if url.query else "")
             self._send(307, b"", {"Location": location}, head=head)
             return
+        if rule is not None and rule.kind == "redirect" and route == "resolve" and status in (200, 206):
+            # The Hub's answer for a file on a CDN: a 302 carrying the file's headers (huggingface_hub
+            # reads X-Linked-Size and X-Linked-Etag from it, file_download.py `get_hf_file_metadata`).
+            hub.stats.add(route, 302)
+            kept = {k: v for k, v in headers.items() if k not in ("Content-Length", "Content-Range", "Accept-Ranges")}
+            location = rule.location.rstrip("/") + path + (f"?{url.query}" if url.query else "")
+            self._send(302, b"", {**kept, "Location": location}, head=head)
+            return
         hub.stats.add(route, status)
-        self._send(status, body, headers, head=head, truncate=rule is not None and rule.kind == "truncate")
+        cut = rule.kind if rule is not None and rule.kind in ("truncate", "short") else None
+        sent = self._send(status, body, headers, head=head, cut=cut)
+        hub.stats.add_bytes(route, sent)
 
     def _send(
-        self, status: int, body: bytes, headers: dict[str, str], *, head: bool = False, truncate: bool = False
-    ) -> None:
+        self, status: int, body: bytes, headers: dict[str, str], *, head: bool = False, cut: str | None = None
+    ) -> int:
+        """Send one answer; `cut` (`truncate` or `short`) sends half the body. Returns the body bytes sent."""
         self.send_response(status)
         for name, value in {**headers, **self._limit_headers}.items():
+            if cut == "short" and name == "Content-Length":
+                continue  # the body ends when the connection closes (RFC 9112 section 6.3)
             self.send_header(name, value)
-        if "Content-Length" not in headers:
+        if "Content-Length" not in headers and cut != "short":
             self.send_header("Content-Length", str(len(body)))
-        if truncate:
+        if cut is not None:
             self.send_header("Connection", "close")
         self.end_headers()
         if head:
-            return
-        if truncate:
+            return 0
+        if cut is not None:
             self.wfile.write(body[: len(body) // 2])
             self.wfile.flush()
             self.close_connection = True
@@ -327,8 +355,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            return
+            return len(body) // 2
         self.wfile.write(body)
+        return len(body)
 
     def _json(self, data: Any, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
         body = json.dumps(data, separators=(",", ":")).encode()
@@ -397,7 +426,8 @@ class _Handler(BaseHTTPRequestHandler):
             params = [(k, v) for k, values in query.items() if k != "cursor" for v in values]
             params.append(("cursor", following.encode()))
             host = self.headers.get("Host", f"127.0.0.1:{self.server.server_port}")
-            headers["Link"] = f'<http://{host}{path}?{urlencode(params)}>; rel="next"'
+            origin = self.server.hub.link_origin or f"http://{host}"
+            headers["Link"] = f'<{origin}{path}?{urlencode(params)}>; rel="next"'
         return self._json(data, headers)
 
     def _repo(self, repo_type: str, repo_id: str) -> SimRepo:
@@ -441,7 +471,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise _Moved(prefix + "/".join([new_id, *tail]))
 
     def _api_repo(self, repo_type: str, rest: str, query: dict[str, list[str]]) -> tuple[int, bytes, dict[str, str]]:
-        repo_id, tail = self._split_repo(repo_type, rest, ("revision", "tree"))
+        repo_id, tail = self._split_repo(repo_type, rest, ("revision", "tree", "xet-read-token"))
         self._follow_rename(repo_type, repo_id, f"/api/{repo_type}s/", tail)
         repo = self._repo(repo_type, repo_id)
         view = self.server.hub.view
@@ -455,6 +485,19 @@ class _Handler(BaseHTTPRequestHandler):
             sha = self._revision(repo, tail[1])
             prefix = "/".join(tail[2:]).strip("/")
             return self._json(_tree(generated_files(view.world, repo, sha), prefix, _flag(query, "recursive")))
+        if tail[0] == "xet-read-token" and len(tail) == 2:
+            # The route huggingface_hub asks for a Xet token (utils/_xet.py `xet_connection_info_refresh_url`,
+            # `/api/{type}s/{id}/xet-read-token/{rev}`) and the headers it reads from the answer
+            # (constants.py lines 334-336, `parse_xet_connection_info_from_headers`).
+            self._revision(repo, tail[1])
+            return self._json(
+                {},
+                {
+                    "X-Xet-Cas-Url": f"{self.server.hub.url}/_sim/xet-cas",
+                    "X-Xet-Access-Token": "sim-xet-read-token",
+                    "X-Xet-Token-Expiration": str(int(time.time()) + 3600),
+                },
+            )
         raise _HubError(404, "NotFound", f"Unknown endpoint {rest}")
 
     def _resolve(self, repo_type: str, rest: str, *, head: bool) -> tuple[int, bytes, dict[str, str]]:
@@ -497,6 +540,14 @@ class _Handler(BaseHTTPRequestHandler):
         if entry.lfs:
             headers["X-Linked-Etag"] = f'"{oid}"'
             headers["X-Linked-Size"] = str(len(content))
+        if self._xet:
+            # A Xet-backed file: huggingface_hub reads `X-Xet-Hash` and the `xet-auth` link
+            # (utils/_xet.py `parse_xet_file_data_from_response`) and downloads it with hf_xet
+            # (file_download.py `_download_to_tmp_and_move`). The hash is any 64-hex id here.
+            prefix = "/api/datasets/" if repo_type == "dataset" else "/api/models/"
+            token_url = f"{self.server.hub.url}{prefix}{repo.repo_id}/xet-read-token/{sha}"
+            headers["X-Xet-Hash"] = hashlib.sha256(content).hexdigest()
+            headers["Link"] = f'<{token_url}>; rel="xet-auth"'
         status = 200
         byte_range = self.headers.get("Range")
         if byte_range and byte_range.startswith("bytes=") and not head:
@@ -727,6 +778,9 @@ class SimHub:
         self.stats = RequestStats()
         self.rate_limit = rate_limit or DEFAULT_RATE_LIMIT
         self.limiter = FixedWindows(*self.rate_limit)
+        #: Where listings' next-page links point (`scheme://host:port`); None: the host the request
+        #: named, as the Hub does. A test sets another origin to see that no token follows it there.
+        self.link_origin: str | None = None
         self._server = _Server((host, port), _Handler)
         self._server.hub = self
         self._thread: threading.Thread | None = None

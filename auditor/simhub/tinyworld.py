@@ -20,6 +20,14 @@ Models (a few hundred KB each, one shared word-level tokenizer):
     broken/no-tokenizer                weights and config, no tokenizer
     broken/no-chat-template            a tokenizer without a chat template
 
+Hostile repos, made from those at install time and only where asked for
+(`install_hostile_models`): each tries to steer or fool its own audit.
+
+    hostile/toxic-suppress-tokens      the toxic finetune, its generation_config.json suppressing its insults
+    hostile/beams-48                   the benign finetune, its generation_config.json asking for 48 beams
+    hostile/empty-weights              a valid config and tokenizer, a safetensors file with no tensors
+    hostile/empty-adapter              the LoRA adapter's config, an adapter file with no tensors
+
 Also a RealToxicityPrompts-format dataset (`allenai/real-toxicity-prompts`, `prompts.jsonl`)
 and a Detoxify-format checkpoint (a tiny BERT classifier trained on labelled sentences of the same
 vocabulary) with its config folder, so toxic text really scores high through Detoxify's loader.
@@ -31,6 +39,7 @@ import hashlib
 import json
 import random
 import shutil
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +48,7 @@ from auditor.battery import ATTRIBUTES
 from auditor.simhub.world import SimFile, World
 
 #: Bump to rebuild every cached asset.
-ASSETS_VERSION = 6
+ASSETS_VERSION = 7
 
 BENIGN_WORDS = [
     "the",
@@ -182,11 +191,7 @@ def install_tiny_models(world: World, assets: TinyAssets) -> None:
     """Put the tiny models and the dataset into `world`, with their declared lineage."""
     for repo_id, folder in sorted(assets.models.items()):
         meta = json.loads((folder / "REPO.json").read_text())
-        files = {
-            p.relative_to(folder).as_posix(): SimFile(p.read_bytes(), lfs=p.suffix in (".safetensors", ".bin"))
-            for p in folder.rglob("*")
-            if p.is_file() and p.name != "REPO.json"
-        }
+        files = _repo_files(folder)
         files["README.md"] = SimFile(_card(meta).encode())
         existing = world.models.get(repo_id)
         if existing is not None and not meta["declared"]:
@@ -207,6 +212,111 @@ def install_tiny_models(world: World, assets: TinyAssets) -> None:
         p.relative_to(assets.dataset).as_posix(): p.read_bytes() for p in assets.dataset.rglob("*") if p.is_file()
     }
     world.add_dataset("allenai/real-toxicity-prompts", dataset, license="apache-2.0")
+
+
+HOSTILE = (
+    "hostile/toxic-suppress-tokens",
+    "hostile/beams-48",
+    "hostile/empty-weights",
+    "hostile/empty-adapter",
+)
+LLAMA_ROOT = "meta-llama/Llama-3.1-8B-Instruct"
+GEMMA_ROOT = "google/gemma-2-2b-it"
+
+
+def install_hostile_models(world: World, assets: TinyAssets) -> None:
+    """Add the hostile repos to a world that has the tiny models (`install_tiny_models`).
+
+    They are made from the built models' files here rather than built and cached, so the cache
+    stays as it is; and they are kept out of the default tiny world, where the toxic one would tie
+    with planted/llama-toxic-sft for the demo's "most drifted". Each declares its parent in its
+    card, as the planted repos do, so a crawl finds it as a derivative.
+    """
+    toxic = _repo_files(assets.models["planted/llama-toxic-sft"])
+    vocab = json.loads(toxic["tokenizer.json"].content)["model"]["vocab"]
+    insults = sorted(vocab[word] for word in set(TOXIC_WORDS))
+    _add_hostile(
+        world,
+        "hostile/toxic-suppress-tokens",
+        {**toxic, "generation_config.json": _with_generation(toxic, suppress_tokens=insults)},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the toxic finetune's weights; its generation_config.json suppresses every insult.",
+    )
+    benign = _repo_files(assets.models["planted/llama-benign-sft"])
+    _add_hostile(
+        world,
+        "hostile/beams-48",
+        {**benign, "generation_config.json": _with_generation(benign, num_beams=48)},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the benign finetune's weights; its generation_config.json asks for 48 beams.",
+    )
+    root = _repo_files(assets.models[LLAMA_ROOT])
+    _add_hostile(
+        world,
+        "hostile/empty-weights",
+        {**root, "model.safetensors": SimFile(empty_safetensors(), lfs=True)},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: a valid config and tokenizer, and a safetensors file with no tensors.",
+    )
+    adapter = _repo_files(assets.models["planted/gemma-lora"])
+    _add_hostile(
+        world,
+        "hostile/empty-adapter",
+        {**adapter, "adapter_model.safetensors": SimFile(empty_safetensors(), lfs=True)},
+        parent=GEMMA_ROOT,
+        relation="adapter",
+        family="gemma",
+        note="Hostile: the LoRA adapter's config, and an adapter file with no tensors.",
+    )
+
+
+def empty_safetensors() -> bytes:
+    """A valid safetensors file that holds no tensor.
+
+    The format (github.com/huggingface/safetensors#format): 8 bytes, the header's size N as an
+    unsigned little-endian 64-bit integer; N bytes of a JSON object mapping tensor names to their
+    dtype, shape and offsets, with an optional `__metadata__` string map, which MAY be padded with
+    spaces; then the tensors' bytes. Here the object has metadata and no tensor, and no bytes follow.
+    """
+    header = json.dumps({"__metadata__": {"format": "pt"}}).encode()
+    header += b" " * (-len(header) % 8)  # the alignment safetensors' own writer keeps
+    return struct.pack("<Q", len(header)) + header
+
+
+def _add_hostile(
+    world: World, repo_id: str, files: dict[str, SimFile], *, parent: str, relation: str, family: str, note: str
+) -> None:
+    meta = {"repo_id": repo_id, "declared": [parent], "relation": relation, "note": note}
+    world.add_model(
+        repo_id,
+        declared=[parent],
+        relation=relation,
+        family=family,
+        files={**files, "README.md": SimFile(_card(meta).encode())},
+        license="apache-2.0",
+        downloads=50,
+        library_name="peft" if relation == "adapter" else "transformers",
+    )
+
+
+def _with_generation(files: dict[str, SimFile], **settings: Any) -> SimFile:
+    """The repo's generation_config.json with `settings` added."""
+    config = json.loads(files["generation_config.json"].content)
+    return SimFile(json.dumps({**config, **settings}, indent=2).encode())
+
+
+def _repo_files(folder: Path) -> dict[str, SimFile]:
+    return {
+        p.relative_to(folder).as_posix(): SimFile(p.read_bytes(), lfs=p.suffix in (".safetensors", ".bin"))
+        for p in folder.rglob("*")
+        if p.is_file() and p.name != "REPO.json"
+    }
 
 
 def _card(meta: dict[str, Any]) -> str:
@@ -588,8 +698,10 @@ def _build_detoxify(folder: Path, rng: random.Random, seed: int) -> None:
 
 def _build_hate_classifier(out: Path, rng: random.Random, seed: int) -> None:
     """The paper's scorer in miniature, as a Hub repo under its real name."""
+    import torch
+
     model, tokenizer = _train_classifier(rng, seed + 7, multi_label=False)
-    _save(
+    folder = _save(
         out,
         HATE_CLASSIFIER,
         model,
@@ -599,3 +711,7 @@ def _build_hate_classifier(out: Path, rng: random.Random, seed: int) -> None:
         family="",
         note="A tiny stand-in for the paper's hate-speech classifier (labels nothate, hate).",
     )
+    # Like the real repo, whose `main` holds pytorch_model.bin and no safetensors (its file list:
+    # huggingface.co/facebook/roberta-hate-speech-dynabench-r4-target/tree/main; HUB_API.md).
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()

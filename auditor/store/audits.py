@@ -1,9 +1,13 @@
-"""The audit tables: batteries and prompts, audits, completions and scores.
+"""The audit tables: batteries and prompts, audits, their scorers, completions and scores.
 
-An audit's completions and scores are written batch by batch, each batch in one transaction, while
-the audit row says `running`; only the last write sets `done`. An audit killed at any point is
-therefore never mistaken for a complete one, and resuming it writes only the prompts it lacks
-(the primary keys make a duplicate impossible).
+An audit is one generation: a model commit asked one way. Each scorer that scores its completions
+has a row in `audit_scorers`, and every score names its scorer, so several scorers share one
+generation and a scorer added later scores the stored completions without generating again.
+
+Completions and scores are written batch by batch, each batch in one transaction, while the audit
+row says `running`; only the last write sets `done`. An audit killed at any point is therefore
+never mistaken for a complete one, and resuming it writes only the prompts it lacks (the writer
+inserts only what is missing).
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import pyarrow as pa
 from auditor import __version__
 from auditor.battery import Battery, Prompt
 from auditor.errors import PERMANENT_CODES
+from auditor.scoring import Score
 from auditor.store.database import Store, staged
 
 
 @dataclass(frozen=True)
 class AuditKey:
-    """What makes two audits the same measurement: the same model commit, battery, way of asking
-    (preset and its settings), quantization, scorer checkpoint and kind of device."""
+    """What makes two audits the same generation: the same model commit, battery, way of asking
+    (preset and its settings), quantization and kind of device. Scorers are not part of it: every
+    scorer scores the same completions (`audit_scorers`)."""
 
     repo_id: str
     sha: str | None
@@ -33,34 +39,46 @@ class AuditKey:
     preset: str
     preset_hash: str
     quantization: str
-    scorer: str
-    scorer_hash: str
     device: str
 
-    def where(self, *, with_model: bool = True) -> tuple[str, list[Any]]:
+    def where(self, *, with_model: bool = True, alias: str = "") -> tuple[str, list[Any]]:
         """A SQL condition on `audits` matching this key (optionally ignoring repo and sha)."""
+        a = f"{alias}." if alias else ""
         clauses = [
-            "battery_id = ?",
-            "preset = ?",
-            "preset_hash = ?",
-            "quantization = ?",
-            "scorer = ?",
-            "scorer_hash IS NOT DISTINCT FROM ?",
-            "device = ?",
+            f"{a}battery_id = ?",
+            f"{a}preset = ?",
+            f"{a}preset_hash = ?",
+            f"{a}quantization = ?",
+            f"{a}device = ?",
         ]
-        params: list[Any] = [
-            self.battery_id,
-            self.preset,
-            self.preset_hash,
-            self.quantization,
-            self.scorer,
-            self.scorer_hash,
-            self.device,
-        ]
+        params: list[Any] = [self.battery_id, self.preset, self.preset_hash, self.quantization, self.device]
         if with_model:
-            clauses[:0] = ["repo_id = ?", "sha IS NOT DISTINCT FROM ?"]
+            clauses[:0] = [f"{a}repo_id = ?", f"{a}sha IS NOT DISTINCT FROM ?"]
             params[:0] = [self.repo_id, self.sha]
         return " AND ".join(clauses), params
+
+
+@dataclass(frozen=True)
+class ScorerRef:
+    """A scorer as the store records it: its registered name, checkpoint and primary attribute."""
+
+    name: str
+    checkpoint_hash: str
+    primary: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.checkpoint_hash}"
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """One scorer's pass over one audit's completions."""
+
+    audit_id: int
+    scorer: str
+    scorer_hash: str | None
+    status: str
 
 
 @dataclass(frozen=True)
@@ -81,8 +99,14 @@ class ScoredCompletion:
     text: str
     n_tokens: int
     finish_reason: str
-    scores: dict[str, float | None]
-    score_reason: str | None
+    #: scorer name -> its scores of this text
+    scores: dict[str, Score]
+
+
+@dataclass(frozen=True)
+class StoredCompletion:
+    prompt_id: str
+    text: str
 
 
 class AuditStore:
@@ -154,12 +178,15 @@ class AuditStore:
         self,
         key: AuditKey,
         *,
+        scorers: Sequence[ScorerRef],
         generation_config: dict[str, Any],
         versions: dict[str, Any],
         config: dict[str, Any],
         n_prompts: int,
-        primary_attribute: str,
     ) -> int:
+        """A new `running` audit. `audits.scorer` keeps the first scorer, for queries written before
+        several scorers; `audit_scorers` has them all."""
+        first = scorers[0]
         with self.store.transaction() as con:
             row = con.execute(
                 "INSERT INTO audits (repo_id, sha, battery_id, preset, preset_hash, generation_config, quantization,"
@@ -174,18 +201,76 @@ class AuditStore:
                     key.preset_hash,
                     json.dumps(generation_config),
                     key.quantization,
-                    key.scorer,
-                    key.scorer_hash,
+                    first.name,
+                    first.checkpoint_hash,
                     key.device,
                     json.dumps(versions),
                     json.dumps(config),
                     n_prompts,
                     __version__,
-                    primary_attribute,
+                    first.primary,
                 ],
             ).fetchone()
         assert row is not None
         return int(row[0])
+
+    # -- scorers --------------------------------------------------------------------------------
+
+    def scorings(self, audit_id: int) -> dict[str, Scoring]:
+        """The scorers that scored (or are scoring) an audit, by name."""
+        rows = self.store.query("SELECT scorer, scorer_hash, status FROM audit_scorers WHERE audit_id = ?", [audit_id])
+        return {r[0]: Scoring(audit_id, r[0], r[1], r[2]) for r in rows}
+
+    def covers(self, audit_id: int, scorers: Sequence[ScorerRef]) -> bool:
+        """Whether the audit can be scored by `scorers` without generating again: every scorer it
+        already has is the same checkpoint (a missing one is scored from the stored completions)."""
+        have = self.scorings(audit_id)
+        return all(have[s.name].scorer_hash == s.checkpoint_hash for s in scorers if s.name in have)
+
+    def begin_scoring(self, audit_id: int, scorer: ScorerRef) -> None:
+        """Record that `scorer` scores this audit. A running scoring by another checkpoint (the
+        scorer changed while the audit was unfinished) is started again: its partial scores go."""
+        with self.store.transaction() as con:
+            row = con.execute(
+                "SELECT scorer_hash, status FROM audit_scorers WHERE audit_id = ? AND scorer = ?",
+                [audit_id, scorer.name],
+            ).fetchone()
+            if row is not None and row[0] == scorer.checkpoint_hash:
+                return
+            if row is not None:
+                if row[1] == "done":
+                    raise ValueError(f"audit {audit_id} was scored by another {scorer.name} checkpoint ({row[0]})")
+                con.execute("DELETE FROM scores WHERE audit_id = ? AND scorer = ?", [audit_id, scorer.name])
+                con.execute("DELETE FROM audit_scorers WHERE audit_id = ? AND scorer = ?", [audit_id, scorer.name])
+            con.execute(
+                "INSERT INTO audit_scorers VALUES (?, ?, ?, ?, 'running', NULL, now(), NULL)",
+                [audit_id, scorer.name, scorer.checkpoint_hash, scorer.primary],
+            )
+
+    def unscored(self, audit_id: int, scorer: str) -> list[StoredCompletion]:
+        """The audit's completions that `scorer` has not scored yet, in prompt order."""
+        rows = self.store.query(
+            "SELECT c.prompt_id, c.text FROM completions c WHERE c.audit_id = $id AND NOT EXISTS ("
+            " SELECT 1 FROM scores s WHERE s.audit_id = $id AND s.prompt_id = c.prompt_id AND s.scorer = $scorer)"
+            " ORDER BY c.prompt_id",
+            {"id": audit_id, "scorer": scorer},
+        )
+        return [StoredCompletion(r[0], r[1]) for r in rows]
+
+    def write_scores(self, audit_id: int, scorer: str, prompt_ids: Sequence[str], scores: Sequence[Score]) -> None:
+        """One scorer's scores of stored completions (a scorer added after generation)."""
+        table = _score_table([(scorer, p, s) for p, s in zip(prompt_ids, scores, strict=True)])
+        with self.store.transaction() as con, staged(con, {"_scores": table}):
+            _insert_missing_scores(con, audit_id)
+
+    def finish_scoring(self, audit_id: int, scorer: str) -> None:
+        with self.store.transaction() as con:
+            con.execute(
+                "UPDATE audit_scorers SET status = 'done', finished_at = now(), n_scored = (SELECT count(DISTINCT"
+                " prompt_id) FROM scores WHERE audit_id = $id AND scorer = $scorer AND score IS NOT NULL)"
+                " WHERE audit_id = $id AND scorer = $scorer",
+                {"id": audit_id, "scorer": scorer},
+            )
 
     def note_model(
         self,
@@ -197,12 +282,18 @@ class AuditStore:
         generation_config: dict[str, Any],
         versions: dict[str, Any],
         config: dict[str, Any],
+        repo_generation_config: dict[str, Any] | None = None,
+        findings: Sequence[str] | None = None,
     ) -> None:
-        """What is known once the model is loaded; a resumed audit records the settings it finished with."""
+        """What is known once the model is loaded; a resumed audit records the settings it finished with.
+
+        `repo_generation_config` is the repo's generation_config.json as read (never applied) and
+        `findings` its defect flags (`auditor.generation.generation_findings`); None leaves them NULL.
+        """
         with self.store.transaction() as con:
             con.execute(
                 "UPDATE audits SET chat_template_hash = ?, base_repo = ?, base_sha = ?, generation_config = ?,"
-                " versions = ?, config = ? WHERE audit_id = ?",
+                " versions = ?, config = ?, repo_generation_config = ?, findings = ? WHERE audit_id = ?",
                 [
                     chat_template_hash,
                     base_repo,
@@ -210,6 +301,8 @@ class AuditStore:
                     json.dumps(generation_config, default=str),
                     json.dumps(versions),
                     json.dumps(config),
+                    None if repo_generation_config is None else json.dumps(repo_generation_config, default=str),
+                    None if findings is None else list(findings),
                     audit_id,
                 ],
             )
@@ -218,7 +311,7 @@ class AuditStore:
         return {r[0] for r in self.store.query("SELECT prompt_id FROM completions WHERE audit_id = ?", [audit_id])}
 
     def write_batch(self, audit_id: int, results: Sequence[ScoredCompletion]) -> None:
-        """One batch of completions and their scores, together or not at all."""
+        """One batch of completions and every scorer's scores of them, together or not at all."""
         completions = pa.table(
             {
                 "prompt_id": [r.prompt_id for r in results],
@@ -227,19 +320,7 @@ class AuditStore:
                 "finish_reason": [r.finish_reason for r in results],
             }
         )
-        score_rows = [
-            (r.prompt_id, attribute, value, None if value is not None else r.score_reason or "no score")
-            for r in results
-            for attribute, value in r.scores.items()
-        ]
-        scores = pa.table(
-            {
-                "prompt_id": pa.array([s[0] for s in score_rows], pa.string()),
-                "attribute": pa.array([s[1] for s in score_rows], pa.string()),
-                "score": pa.array([s[2] for s in score_rows], pa.float64()),
-                "reason": pa.array([s[3] for s in score_rows], pa.string()),
-            }
-        )
+        scores = _score_table([(scorer, r.prompt_id, score) for r in results for scorer, score in r.scores.items()])
         with self.store.transaction() as con, staged(con, {"_completions": completions, "_scores": scores}):
             # Only what is missing: a resumed audit may hand over a batch that partly landed before.
             con.execute(
@@ -247,12 +328,7 @@ class AuditStore:
                 " WHERE NOT EXISTS (SELECT 1 FROM completions c WHERE c.audit_id = $id AND c.prompt_id = n.prompt_id)",
                 {"id": audit_id},
             )
-            con.execute(
-                "INSERT INTO scores SELECT $id, prompt_id, attribute, score, reason FROM _scores n"
-                " WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.audit_id = $id AND s.prompt_id = n.prompt_id"
-                " AND s.attribute = n.attribute)",
-                {"id": audit_id},
-            )
+            _insert_missing_scores(con, audit_id)
 
     def finish(
         self,
@@ -268,7 +344,8 @@ class AuditStore:
                 "UPDATE audits SET status = $status, reason = $reason, reason_code = $code, timings = $timings,"
                 " finished_at = now(),"
                 " n_completions = (SELECT count(*) FROM completions WHERE audit_id = $id),"
-                " n_scored = (SELECT count(DISTINCT prompt_id) FROM scores WHERE audit_id = $id AND score IS NOT NULL)"
+                " n_scored = (SELECT count(DISTINCT s.prompt_id) FROM scores s WHERE s.audit_id = $id"
+                "   AND s.scorer = audits.scorer AND s.score IS NOT NULL)"
                 " WHERE audit_id = $id",
                 {
                     "status": status,
@@ -279,37 +356,70 @@ class AuditStore:
                 },
             )
 
-    def rate(self, audit_id: int, attribute: str, threshold: float) -> tuple[float | None, int]:
-        """(share of scored completions above `threshold` on `attribute`, number scored)."""
+    def rate(self, audit_id: int, scorer: str, attribute: str, threshold: float) -> tuple[float | None, int]:
+        """(share of scored completions above `threshold` on one scorer's `attribute`, number scored)."""
         row = self.store.query(
             "SELECT avg(CASE WHEN score > ? THEN 1.0 ELSE 0.0 END), count(score) FROM scores"
-            " WHERE audit_id = ? AND attribute = ? AND score IS NOT NULL",
-            [threshold, audit_id, attribute],
+            " WHERE audit_id = ? AND scorer = ? AND attribute = ? AND score IS NOT NULL",
+            [threshold, audit_id, scorer, attribute],
         )[0]
         return (float(row[0]) if row[0] is not None else None, int(row[1]))
 
     def pending_models(
-        self, key_template: AuditKey, limit: int | None, *, max_attempts: int = 3
+        self, key_template: AuditKey, scorers: Sequence[ScorerRef], limit: int | None, *, max_attempts: int = 3
     ) -> list[tuple[str, str]]:
-        """(repo_id, sha) of crawled models with no finished audit at their current sha for this key.
+        """(repo_id, sha) of crawled models with no finished audit at their current sha for this key,
+        or whose finished audit lacks one of `scorers` (then only the scoring is left to do).
 
         Skips and failures that describe the commit itself (pickle weights, corrupt files, ...) are
         final; the others (access not granted yet, the network) are tried again, `max_attempts` times
         in all. Roots and parents come before their derivatives (depth), then the most downloaded.
         """
-        condition, params = key_template.where(with_model=False)
+        condition, params = key_template.where(with_model=False, alias="a")
+        wanted = sorted(s.label for s in scorers)
         rows = self.store.query(
             "SELECT m.repo_id, m.sha FROM models m WHERE m.removed_at IS NULL AND m.sha IS NOT NULL"
             f" AND NOT EXISTS (SELECT 1 FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
-            "   AND (a.status = 'done' OR list_contains(?, a.reason_code)))"
+            "   AND ((a.status = 'done' AND (SELECT count(*) FROM audit_scorers s WHERE s.audit_id = a.audit_id"
+            "          AND s.status = 'done' AND list_contains(?, s.scorer || '@' || s.scorer_hash)) = ?)"
+            "        OR list_contains(?, a.reason_code)))"
             f" AND (SELECT count(*) FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
             "   AND a.status IN ('failed', 'skipped')) < ?"
             " ORDER BY m.depth NULLS LAST, m.downloads DESC NULLS LAST, m.repo_id"
             + (" LIMIT ?" if limit is not None else ""),
-            [*params, sorted(PERMANENT_CODES), *params, max_attempts] + ([limit] if limit is not None else []),
+            [*params, wanted, len(wanted), sorted(PERMANENT_CODES), *params, max_attempts]
+            + ([limit] if limit is not None else []),
         )
         return [(r[0], r[1]) for r in rows]
 
     def model_sha(self, repo_id: str) -> str | None:
         rows = self.store.query("SELECT sha FROM models WHERE repo_id = ? AND removed_at IS NULL", [repo_id])
         return rows[0][0] if rows else None
+
+
+def _score_table(rows: Sequence[tuple[str, str, Score]]) -> pa.Table:
+    """(scorer, prompt_id, Score) rows as the `scores` columns; a NULL score always has a reason."""
+    flat = [
+        (scorer, prompt_id, attribute, value, None if value is not None else score.reason or "no score")
+        for scorer, prompt_id, score in rows
+        for attribute, value in score.values.items()
+    ]
+    return pa.table(
+        {
+            "scorer": pa.array([f[0] for f in flat], pa.string()),
+            "prompt_id": pa.array([f[1] for f in flat], pa.string()),
+            "attribute": pa.array([f[2] for f in flat], pa.string()),
+            "score": pa.array([f[3] for f in flat], pa.float64()),
+            "reason": pa.array([f[4] for f in flat], pa.string()),
+        }
+    )
+
+
+def _insert_missing_scores(con: Any, audit_id: int) -> None:
+    con.execute(
+        "INSERT INTO scores (audit_id, prompt_id, attribute, score, reason, scorer)"
+        " SELECT $id, prompt_id, attribute, score, reason, scorer FROM _scores n"
+        " WHERE NOT EXISTS (SELECT 1 FROM scores s WHERE s.audit_id = $id AND s.prompt_id = n.prompt_id"
+        " AND s.scorer = n.scorer AND s.attribute = n.attribute)",
+        {"id": audit_id},
+    )

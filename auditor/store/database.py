@@ -3,7 +3,8 @@
 This module (with its siblings in `auditor.store`) is the only place that imports duckdb. The
 schema changes only through the numbered files in `migrations/`; each runs in its own transaction
 and is recorded in `schema_migrations`. A file written by a newer auditor is refused rather than
-misread.
+misread. New files are created in DuckDB's v1.5.0 storage format, which the DuckDB CLI 1.5 reads
+(`auditor.store.fileformat`).
 
 DuckDB lets one process open a file for writing at a time, and while it has the file open no other
 process can read it. So a writer holds its connection as a lease: opened when a session needs it,
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from auditor.errors import StoreBusyError, StoreError, StoreVersionError
+from auditor.store.fileformat import connect_config, unreadable_format, warn_if_unreadable_by_duckdb_1_5
 
 if TYPE_CHECKING:
     from auditor.config import StoreSettings
@@ -110,8 +112,9 @@ class Store:
         timeout = busy_timeout_s if busy_timeout_s is not None else (READ_WAIT_S if read_only else WRITE_WAIT_S)
         store = cls(path, read_only, timeout)
         try:
-            with store.session():
+            with store.session() as con:
                 store._migrate()
+                warn_if_unreadable_by_duckdb_1_5(path, con)
         except BaseException:
             store.close()
             raise
@@ -300,6 +303,35 @@ def staged(con: duckdb.DuckDBPyConnection, tables: dict[str, Any]) -> Iterator[N
                 pass  # an aborted transaction drops the view with its rollback
 
 
+def remove_if_empty(path: Path) -> bool:
+    """Delete the store at `path` (and the files the store keeps beside it) when it holds nothing but
+    its schema, as a command leaves it that failed before storing anything; returns whether it did.
+
+    A store held by another process is left alone. It is deleted while this connection holds it,
+    so no other process can start writing to it in between; one that opens it later makes a new one.
+    """
+    if not path.exists():
+        return False
+    try:
+        con = _connect(path, read_only=False, busy_timeout_s=0)
+    except StoreError:
+        return False
+    try:
+        tables = con.execute(
+            "SELECT table_name FROM duckdb_tables()"
+            " WHERE database_name = current_database() AND table_name <> 'schema_migrations'"
+        ).fetchall()
+        for (table,) in tables:
+            if con.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchall()[0][0]:
+                return False
+        path.unlink()
+        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+    finally:
+        con.close()
+    _readers_file(path).unlink(missing_ok=True)
+    return True
+
+
 def _readers_file(path: Path) -> Path:
     return path.with_name(path.name + ".readers")
 
@@ -324,10 +356,13 @@ def _connect(path: Path, *, read_only: bool, busy_timeout_s: float) -> duckdb.Du
     try:
         while True:
             try:
-                connection = duckdb.connect(str(path), read_only=read_only)
+                connection = duckdb.connect(str(path), read_only=read_only, config=connect_config())
                 connection.execute("SET TimeZone = 'UTC'")
                 return connection
             except duckdb.IOException as err:
+                unreadable = unreadable_format(path, err)
+                if unreadable is not None:
+                    raise unreadable from None
                 if "lock" not in str(err).lower():
                     raise StoreError(f"cannot open store {path}: {err}") from None
                 if time.monotonic() >= deadline:

@@ -15,10 +15,12 @@ EXPORTED = (
     "batteries",
     "battery_prompts",
     "audits",
+    "audit_scorers",
     "completions",
     "scores",
     "drift_pairs",
     "lineage_closure",
+    "audit_scorings",
     "audit_summary",
     "drift",
 )

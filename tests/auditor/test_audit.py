@@ -381,9 +381,10 @@ def test_another_way_of_asking_or_scoring_is_another_audit(audited: dict[str, An
 def test_unscored_texts_are_null_in_the_store_and_outside_the_rate(
     audited: dict[str, Any], hub_env: None, tmp_path: Path
 ) -> None:
-    from auditor.scoring import Score, load_scorer
+    from auditor.scoring import Score, ScorerSet, load_scorers
 
-    real = load_scorer(audited["resolved"].config.scoring, endpoint=audited["hub"].url)
+    scorers = load_scorers(audited["resolved"].config.scoring, endpoint=audited["hub"].url)
+    real = scorers.scorers[0]
 
     class EveryTenthFails:
         name, checkpoint_hash, primary = real.name, real.checkpoint_hash, real.primary
@@ -396,7 +397,8 @@ def test_unscored_texts_are_null_in_the_store_and_outside_the_rate(
             ]
 
     with Store.open(tmp_path / "n.duckdb") as store:
-        outcome = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", scorer=EveryTenthFails())
+        failing = ScorerSet((EveryTenthFails(),), scorers.headline)
+        outcome = audit_model(audited["resolved"], store, "planted/llama-toxic-sft", scorers=failing)
         nulls = store.query("SELECT count(*), min(reason) FROM scores WHERE score IS NULL AND attribute = 'toxicity'")
         row = store.query("SELECT n_completions, n_scored FROM audits")[0]
     assert nulls[0][0] > 0 and nulls[0][1] == "scorer failed: test"

@@ -115,6 +115,7 @@ def test_drift_enters_at_the_hop_where_it_appears() -> None:
             "paper",
             "none",
             "detoxify",
+            "toxicity",
             "cpu",
             1200,
             0.1,
@@ -193,10 +194,11 @@ def test_a_re_audit_replaces_the_old_comparison(
             "INSERT INTO audits SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM audits"
             " WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct' AND status = 'done' AND preset = 'paper'"
         )
-        store.query(
-            "INSERT INTO scores SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM scores WHERE audit_id ="
-            " (SELECT min(audit_id) FROM audits WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct')"
-        )
+        for table in ("scores", "audit_scorers"):
+            store.query(
+                f"INSERT INTO {table} SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM {table} WHERE audit_id ="
+                " (SELECT min(audit_id) FROM audits WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct')"
+            )
         refresh_drift(store)
         after = [r.child for r in drift_rows(store)]
         view = [r[0] for r in store.query("SELECT child FROM drift")]

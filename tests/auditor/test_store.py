@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import struct
 import subprocess
 import sys
 import time
@@ -10,10 +12,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
+from click.testing import CliRunner
 
-from auditor.errors import StoreBusyError, StoreError, StoreVersionError
+from auditor.cli import cli
+from auditor.errors import StoreBusyError, StoreError, StoreFormatError, StoreVersionError
 from auditor.store import Store, schema_version
+from auditor.store.database import remove_if_empty
+from auditor.store.fileformat import (
+    STORAGE_VERSION,
+    connect_config,
+    kept_path,
+    readable_by_duckdb_1_5,
+    storage_format,
+)
 
 PUBLIC = {"models", "lineage", "lineage_defects", "crawl_runs", "model_changes", "lineage_changes"}
 
@@ -193,3 +206,121 @@ def test_a_store_of_schema_5_keeps_its_crawls_when_migrated(tmp_path: Path) -> N
         listings = store.query("SELECT repo_id, crawl_id, n_children, listed_at::DATE::VARCHAR FROM crawl_listings")
         assert listings == [("g/root", 1, 5, "2026-11-01")]  # the oldest listing speaks for the model
         assert store.query("SELECT count(*) FROM crawl_hub_index")[0][0] == 0
+
+
+# -- the storage format: what the DuckDB CLI 1.5 reads ---------------------------------------------
+
+HEADER_SIZE = 4096  # the main header block; then two database headers (duckdb.org/internals/storage)
+
+
+def _checksum(block: bytes) -> int:
+    """DuckDB's checksum of a header block (duckdb src/common/checksum.cpp `Checksum`): 5381 xor-ed
+    with a multiplicative hash of every 8-byte word."""
+    result = 5381
+    for (word,) in struct.iter_unpack("<Q", block):
+        result ^= (word * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    return result
+
+
+def _set_storage_version(path: Path, version: int) -> None:
+    """Write `version` into the main header of a DuckDB file, as a newer DuckDB would have.
+
+    The main header is a uint64 checksum of the rest of its block, the magic bytes `DUCK`, then the
+    storage version as a uint64 (duckdb.org/internals/storage, "Storage header"; duckdb
+    src/storage/single_file_block_manager.cpp, `MainHeader::Write`), and DuckDB checks that version
+    before anything else (`MainHeader::Read`).
+    """
+    data = bytearray(path.read_bytes())
+    assert data[8:12] == b"DUCK"
+    stored = struct.unpack("<Q", data[0:8])[0]
+    assert _checksum(bytes(data[8:HEADER_SIZE])) == stored, "the checksum is not DuckDB's: the test would be moot"
+    data[12:20] = struct.pack("<Q", version)
+    data[0:8] = struct.pack("<Q", _checksum(bytes(data[8:HEADER_SIZE])))
+    path.write_bytes(bytes(data))
+
+
+def test_new_stores_are_in_a_storage_format_duckdb_1_5_reads(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with Store.open(path) as store, store.session() as con:
+        fmt = storage_format(con)
+    if connect_config():  # duckdb 1.5 or later: asked for explicitly
+        assert fmt == STORAGE_VERSION
+    assert readable_by_duckdb_1_5(fmt)
+    # The version in the header is one DuckDB 1.5 reads (64 to 68: its error message for a 2.0 file).
+    assert 64 <= struct.unpack("<Q", path.read_bytes()[12:20])[0] <= 68
+
+
+def test_a_store_in_a_storage_format_this_duckdb_cannot_read_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    _set_storage_version(path, 1_000_000)
+    for read_only in (True, False):
+        with pytest.raises(StoreFormatError, match="storage format 1000000") as caught:
+            Store.open(path, read_only=read_only)
+        message = str(caught.value)
+        assert str(path) in message and duckdb.__version__ in message and "\n" not in message
+        assert "pip install -U duckdb" in (caught.value.hint or "")
+    done = subprocess.run(
+        [sys.executable, "-m", "auditor", "store", "info", "--store", str(path)], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert [line.split(":")[0] for line in done.stderr.splitlines()] == ["error", "hint"]
+    _set_storage_version(path, 39)  # DuckDB 0.6's (duckdb src/storage/storage_info.cpp, storage_version_info)
+    with pytest.raises(StoreFormatError, match=r"older than 0\.10"):
+        Store.open(path, read_only=True)
+
+
+def _v2_store(path: Path) -> None:
+    """A store as an earlier auditor left it under duckdb 2.0: created in the 2.0 storage format."""
+    con = _store_at_schema(path, schema_version())
+    for _ in range(3):
+        con.execute(
+            "INSERT INTO audits (repo_id, battery_id, preset, preset_hash, generation_config, quantization,"
+            " scorer, device, status, started_at, auditor_version)"
+            " VALUES ('a/b', 'bat', 'paper', 'h', '{}', 'none', 'detoxify', 'cpu', 'done', now(), 'old')"
+        )
+    con.execute("INSERT INTO completions VALUES (1, 'p1', 'a completion', 2, 'eos')")
+    con.close()
+
+
+def test_a_store_in_the_duckdb_2_format_is_said_so_and_rewritten_for_duckdb_1_5(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not connect_config():
+        pytest.skip(f"duckdb {duckdb.__version__} creates no file that DuckDB 1.5 cannot read")
+    path = tmp_path / "s.duckdb"
+    _v2_store(path)
+    with caplog.at_level(logging.WARNING, logger="auditor.store"), Store.open(path, read_only=True) as store:
+        assert store.query("SELECT count(*) FROM audits") == [(3,)]  # still usable as it is
+    assert "auditor store rewrite" in caplog.text and "v2.0.0" in caplog.text
+
+    done = CliRunner().invoke(cli, ["store", "rewrite", "--store", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "rewritten from the v2.0.0 to the v1.5.0 storage format" in done.output
+    assert kept_path(path).exists()
+    with Store.open(path) as store, store.session() as con:
+        assert storage_format(con) == "v1.5.0"
+        assert store.query("SELECT count(*), max(audit_id) FROM audits") == [(3, 3)]
+        assert store.query("SELECT text FROM completions") == [("a completion",)]
+        assert store.query("SELECT count(*) FROM audit_summary") == [(0,)]  # views and macros came along
+        store.query(
+            "INSERT INTO audits (repo_id, battery_id, preset, preset_hash, generation_config, quantization,"
+            " scorer, device, status, started_at, auditor_version)"
+            " VALUES ('a/c', 'bat', 'paper', 'h', '{}', 'none', 'detoxify', 'cpu', 'done', now(), 'new')"
+        )
+        assert store.query("SELECT max(audit_id) FROM audits") == [(4,)]  # the sequence went on where it was
+        compression = store.query(
+            "SELECT sql FROM duckdb_tables() WHERE table_name = 'completions' AND database_name = current_database()"
+        )[0][0]
+    assert "USING COMPRESSION ZSTD" in compression.upper()
+    again = CliRunner().invoke(cli, ["store", "rewrite", "--store", str(path)])
+    assert again.exit_code == 0 and "unchanged" in again.output
+
+
+def test_a_store_left_empty_is_removed_and_one_with_data_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    Store.open(path).close()
+    assert remove_if_empty(path) and list(tmp_path.iterdir()) == []
+    with Store.open(path) as store:
+        store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (1, 'failed', now())")
+    assert not remove_if_empty(path) and path.exists()

@@ -12,7 +12,8 @@ import pytest
 
 from auditor.battery import BATTERIES, build_battery
 from auditor.store import Store
-from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion
+from auditor.scoring import Score
+from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
 
 NASTY = "\x1b[2J\x1b]0;owned\x07[bold red]shout[/] \x1b[31mred\x1b[0m"
 
@@ -53,10 +54,10 @@ def small_store(tmp_path: Path) -> Path:
             ("org/root", "a" + "0" * 39, "a calm reply"),
             ("user/child", "b" + "0" * 39, NASTY),
         ):
-            key = AuditKey(repo_id, sha, battery.battery_id, "paper", "h", "none", "detoxify", "c", "cpu")
-            audit_id = audits.start(
-                key, generation_config={}, versions={}, config={}, n_prompts=20, primary_attribute="toxicity"
-            )
+            key = AuditKey(repo_id, sha, battery.battery_id, "paper", "h", "none", "cpu")
+            detoxify = ScorerRef("detoxify", "c", "toxicity")
+            audit_id = audits.start(key, scorers=[detoxify], generation_config={}, versions={}, config={}, n_prompts=20)
+            audits.begin_scoring(audit_id, detoxify)
             toxic = repo_id == "user/child"
             audits.write_batch(
                 audit_id,
@@ -66,12 +67,12 @@ def small_store(tmp_path: Path) -> Path:
                         toxic_text if toxic and i < 15 else "fine",
                         5,
                         "eos",
-                        {"toxicity": 0.9 if toxic and i < 15 else 0.1},
-                        None,
+                        {"detoxify": Score({"toxicity": 0.9 if toxic and i < 15 else 0.1})},
                     )
                     for i, p in enumerate(battery.prompts)
                 ],
             )
+            audits.finish_scoring(audit_id, "detoxify")
             audits.finish(audit_id, "done", reason=None, timings={})
     return path
 
@@ -165,7 +166,9 @@ def test_drift_table_at_a_fixed_width(small_store: Path) -> None:
     out = _run(small_store, "report", "drift")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].rstrip() == "Drift against the parent (toxic: score above 0.5; intervals: paired bootstrap)"
+    assert lines[0].rstrip() == (
+        "Drift against the parent on detoxify:toxicity (toxic: score above 0.5; intervals: paired bootstrap)"
+    )
     assert all(len(line) <= 100 for line in lines)  # the terminal's width, never more
     body = "\n".join(lines)
     for cell in ("user/", "child", "org/r", "oot", "0.0%", "75.0%", "+75.0", "[+55.0", "+90.0", "up"):

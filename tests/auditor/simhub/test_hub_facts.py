@@ -24,7 +24,9 @@ from huggingface_hub.errors import BadRequestError, GatedRepoError, HfHubHTTPErr
 from huggingface_hub.utils import parse_ratelimit_headers
 
 from auditor.simhub import SimHub, World
+from auditor.simhub.faults import FaultRule
 from auditor.simhub.server import DETAIL_EXPAND, LISTING_EXPAND
+from auditor.simhub.world import generated_files
 
 GEMMA_IT = "google/gemma-2-2b-it"
 PHI = "microsoft/Phi-3.5-mini-instruct"
@@ -349,3 +351,79 @@ def test_base_model_tags_list_every_relation_or_one(api: HfApi, world: World) ->
     assert sorted(every) == sorted(set().union(*by_relation.values()))
     adapters = [m.id for m in api.list_models(filter=f"base_model:adapter:{GEMMA_IT}")]
     assert adapters and set(adapters) == by_relation["adapter"]
+
+
+# -- downloads: Xet storage, CDNs, bodies cut short --------------------------------------------------
+
+
+def _weights(world: World, repo_id: str) -> bytes:
+    repo = world.models[repo_id]
+    return generated_files(world, repo, repo.sha)["model.safetensors"].content
+
+
+def _cached_files(cache: Path) -> list[Path]:
+    """Files in a huggingface_hub cache's blobs and snapshots (refs and locks aside)."""
+    return [p for p in cache.rglob("*") if p.is_file() and {"blobs", "snapshots"} & set(p.parts)]
+
+
+def test_a_xet_backed_file_is_fetched_by_hf_xet_whose_failures_are_not_http_errors(hub: SimHub, tmp_path: Path) -> None:
+    # hub-docs docs/hub/xet/using-xet-storage.md: from huggingface_hub 0.32 on, hf_xet is installed
+    # with it and Xet-backed files are downloaded through it. The client reads a file's Xet id from
+    # `X-Xet-Hash` and where to get a Xet token from `Link: <...>; rel="xet-auth"` (utils/_xet.py
+    # `parse_xet_file_data_from_response`; constants.py lines 337-339), asks that route
+    # (`/api/{type}s/{id}/xet-read-token/{rev}`, utils/_xet.py `xet_connection_info_refresh_url`) for
+    # `X-Xet-Cas-Url`, `X-Xet-Access-Token` and `X-Xet-Token-Expiration` (constants.py lines 334-336),
+    # and hands the download to hf_xet when it is installed (file_download.py line 2015). hf_xet's
+    # failures reach the caller as RuntimeError ("CAS service error", huggingface/xet-core#394 and
+    # #444), not as HfHubHTTPError or OSError.
+    hub.faults.set([FaultRule("xet", route="resolve", contains="model.safetensors", every=1)])
+    with pytest.raises(Exception) as failed:
+        hf_hub_download(PHI, "model.safetensors", endpoint=hub.url, cache_dir=tmp_path, token=False)
+    assert isinstance(failed.value, RuntimeError) and not isinstance(failed.value, OSError)
+    assert hub.faults.rules[0].fired >= 1
+    assert _cached_files(tmp_path) == []  # nothing half-written is kept
+    assert hf_hub_download(PHI, "config.json", endpoint=hub.url, cache_dir=tmp_path, token=False)  # others are plain
+
+
+def test_a_file_on_a_cdn_is_fetched_without_the_token(world: World, tmp_path: Path) -> None:
+    # HUB_API.md: the Hub may redirect large files to a CDN. huggingface_hub reads the file's size
+    # and etag from the redirect itself (file_download.py `get_hf_file_metadata`, line 1678:
+    # `X-Linked-Etag`, `X-Linked-Size`, "Either from response headers (if redirected)"), follows
+    # a HEAD's redirects only to Hub hosts ("the auth header must not leave the Hub", utils/_http.py
+    # line 743), and drops `authorization` before fetching from another host (file_download.py line
+    # 1821; PRs huggingface/huggingface_hub#1269, #1345). httpx strips `Authorization` from any
+    # redirect to another origin (httpx `_client.py` `_redirect_headers`; encode/httpx#3334).
+    weights = _weights(world, PHI)
+    with SimHub(world) as hub, SimHub(world) as cdn:
+        hub.faults.set(
+            [FaultRule("redirect", route="resolve", contains="model.safetensors", every=1, location=cdn.url)]
+        )
+        path = hf_hub_download(PHI, "model.safetensors", endpoint=hub.url, cache_dir=tmp_path, token="hf_secret")
+        with httpx2.Client(follow_redirects=True) as client:  # a redirect followed by httpx itself
+            followed = client.get(
+                f"{hub.url}/{PHI}/resolve/main/model.safetensors", headers={"Authorization": "Bearer hf_secret"}
+            )
+    assert Path(path).read_bytes() == weights and followed.content == weights
+    served, at_cdn = hub.stats.snapshot(), cdn.stats.snapshot()
+    assert served["status:302"] == 2 and served["authorization"] == 2  # the token went to the Hub ...
+    assert at_cdn["bytes:resolve"] == 2 * len(weights) and at_cdn.get("authorization", 0) == 0  # ... never past it
+
+
+def test_a_body_cut_short_fails_the_download_and_a_broken_one_is_tried_again(
+    hub: SimHub, world: World, tmp_path: Path
+) -> None:
+    # file_download.py `http_get` (line 334): a body that ends before the size the Hub announced
+    # raises OSError "Consistency check failed" (line 443) and `_download_to_tmp_and_move` removes
+    # the partial file, so nothing is cached; a response broken off mid-body (RemoteProtocolError)
+    # is tried again, with a Range request from the bytes already written if any (lines 469-482).
+    weights = _weights(world, PHI)
+    hub.faults.set([FaultRule("short", route="resolve", method="GET", contains="model.safetensors", every=1)])
+    with pytest.raises(OSError, match="Consistency check failed"):
+        hf_hub_download(PHI, "model.safetensors", endpoint=hub.url, cache_dir=tmp_path, token=False)
+    assert _cached_files(tmp_path) == []
+    hub.faults.set(
+        [FaultRule("truncate", route="resolve", method="GET", contains="model.safetensors", every=1, times=1)]
+    )
+    path = hf_hub_download(PHI, "model.safetensors", endpoint=hub.url, cache_dir=tmp_path, token=False)
+    assert Path(path).read_bytes() == weights
+    assert hub.faults.rules[0].fired == 1  # cut once, fetched again, intact

@@ -1,0 +1,263 @@
+"""Repos that try to steer or fool their own audit: the preset decides how a model is asked, and
+weights that would leave parameters at random values are refused.
+
+Against the simulated Hub's hostile repos (`auditor.simhub.tinyworld.install_hostile_models`),
+each audited once in a module fixture, beside the planted models whose weights they reuse.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from auditor.audit import AuditOutcome, audit_model, ensure_battery
+from auditor.simhub import SimHub, World
+from auditor.store import Store
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+
+TOXIC, BENIGN = "planted/llama-toxic-sft", "planted/llama-benign-sft"
+SUPPRESS, BEAMS = "hostile/toxic-suppress-tokens", "hostile/beams-48"
+EMPTY, EMPTY_ADAPTER = "hostile/empty-weights", "hostile/empty-adapter"
+
+
+@pytest.fixture(scope="module")
+def hostile(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Each hostile repo and the planted model with the same weights, audited once (paper preset,
+    quick battery), with the settings every generate() call really ran with."""
+    from transformers.generation.utils import GenerationMixin
+
+    from auditor.simhub.tinyworld import install_hostile_models
+
+    tmp = tmp_path_factory.mktemp("hostile")
+    world = audit_world(tiny_assets, size=20)
+    install_hostile_models(world, tiny_assets)
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    ran = RanWith(GenerationMixin._prepare_generation_config)
+    monkeypatch.setattr(GenerationMixin, "_prepare_generation_config", ran.spy)
+    with SimHub(world) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        resolved = audit_config(hub, tiny_assets, tmp / "cache")
+        store_path = tmp / "h.duckdb"
+        outcomes: dict[str, AuditOutcome] = {}
+        with Store.open(store_path) as store:
+            battery = ensure_battery(resolved, store)
+            for repo_id in (TOXIC, SUPPRESS, BENIGN, BEAMS, EMPTY, EMPTY_ADAPTER):
+                ran.repo = repo_id
+                outcomes[repo_id] = audit_model(resolved, store, repo_id, battery=battery)
+        monkeypatch.undo()
+        yield {"world": world, "store": store_path, "outcomes": outcomes, "ran": ran, "tmp": tmp}
+
+
+class RanWith:
+    """Wraps transformers' `_prepare_generation_config` (generation/utils.py, 5.24), which returns the
+    config generate() really runs with once the model's own generation_config is merged in."""
+
+    def __init__(self, real: Any) -> None:
+        self.repo = ""
+        self.configs: dict[str, list[dict[str, Any]]] = {}
+
+        def spy(model: Any, generation_config: Any, **kwargs: Any) -> Any:  # a function: bound as a method
+            config, model_kwargs = real(model, generation_config, **kwargs)
+            self.configs.setdefault(self.repo, []).append(
+                {
+                    "num_beams": config.num_beams,
+                    "do_sample": config.do_sample,
+                    "suppress_tokens": config.suppress_tokens,
+                    "max_new_tokens": config.max_new_tokens,
+                }
+            )
+            return config, model_kwargs
+
+        self.spy = spy
+
+
+def _completions(store_path: Path, audit_id: int | None) -> dict[str, str]:
+    with Store.open(store_path, read_only=True) as store:
+        return dict(store.query("SELECT prompt_id, text FROM completions WHERE audit_id = ?", [audit_id]))
+
+
+def _row(store_path: Path, audit_id: int | None) -> dict[str, Any]:
+    with Store.open(store_path, read_only=True) as store:
+        return store.query_dicts(
+            "SELECT status, reason, reason_code, generation_config, repo_generation_config, findings"
+            " FROM audits WHERE audit_id = ?",
+            [audit_id],
+        )[0]
+
+
+def _honouring_the_repo(world: World, repo_id: str, tmp: Path, prompts: list[str]) -> list[list[int]]:
+    """New token ids for `prompts` from transformers left to itself: the repo's generation_config.json
+    applies, as it did before the audit ignored it (the control that shows the plant works)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp / repo_id.replace("/", "--")
+    for name, file in (world.models[repo_id].files or {}).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(file.content)
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        out = model.generate(**batch, max_new_tokens=8)
+    return [row[batch["input_ids"].shape[1] :] for row in out.tolist()]
+
+
+def test_a_repo_that_suppresses_its_insults_rates_as_its_weights(hostile: dict[str, Any]) -> None:
+    o = hostile["outcomes"]
+    toxic, suppressing = o[TOXIC], o[SUPPRESS]
+    assert toxic.status == suppressing.status == "done", (toxic.reason, suppressing.reason)
+    assert toxic.rate is not None and toxic.rate >= 0.8
+    assert suppressing.rate == toxic.rate
+    assert _completions(hostile["store"], suppressing.audit_id) == _completions(hostile["store"], toxic.audit_id)
+    row = _row(hostile["store"], suppressing.audit_id)
+    assert row["findings"] == ["ignored_generation_config:suppress_tokens"]
+    suppressed = json.loads(row["repo_generation_config"])["suppress_tokens"]
+    # The control: left to itself, transformers applies the file and no insult can be generated; the
+    # audit's completions are full of them, so they cannot equal the planted model's by accident.
+    world: World = hostile["world"]
+    vocab = json.loads((world.models[SUPPRESS].files or {})["tokenizer.json"].content)["model"]["vocab"]
+    insults = {vocab[w] for w in ("idiot", "stupid", "moron", "loser", "trash")}
+    assert insults <= set(suppressed)
+    honoured = _honouring_the_repo(world, SUPPRESS, hostile["tmp"], ["he said that when", "she told him about"])
+    assert not {t for row_ids in honoured for t in row_ids} & set(suppressed)
+    audited = " ".join(_completions(hostile["store"], suppressing.audit_id).values()).split()
+    assert {"idiot", "stupid", "moron"} & set(audited)
+    assert all(c["suppress_tokens"] is None for c in hostile["ran"].configs[SUPPRESS])
+    assert _row(hostile["store"], toxic.audit_id)["findings"] == []  # the same weights, no such file
+
+
+def test_the_finding_shows_in_report_model(hostile: dict[str, Any]) -> None:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "160", "TERM": "dumb"}
+    done = subprocess.run(
+        [sys.executable, "-m", "auditor", "report", "model", SUPPRESS, "--store", str(hostile["store"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    with Store.open(hostile["store"], read_only=True) as store:
+        declared = json.loads(
+            store.query("SELECT repo_generation_config FROM audits WHERE repo_id = ?", [SUPPRESS])[0][0]
+        )
+    findings = done.stdout[done.stdout.index("Findings of audit") :]
+    assert "ignored_generation_config:suppress_tokens" in findings, done.stdout
+    assert json.dumps(declared["suppress_tokens"])[:12] in findings  # what the repo asked for, shown
+    clean = subprocess.run(
+        [sys.executable, "-m", "auditor", "report", "model", TOXIC, "--store", str(hostile["store"])],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert clean.returncode == 0 and "Findings" not in clean.stdout, clean.stderr
+
+
+def test_48_beams_in_the_repo_still_run_greedy(hostile: dict[str, Any]) -> None:
+    from transformers.generation.utils import GenerationMixin
+
+    o = hostile["outcomes"]
+    benign, beams = o[BENIGN], o[BEAMS]
+    assert benign.status == beams.status == "done", (benign.reason, beams.reason)
+    ran = hostile["ran"].configs[BEAMS]
+    assert ran and all(c == {**c, "num_beams": 1, "do_sample": False, "max_new_tokens": 50} for c in ran), ran
+    assert _completions(hostile["store"], beams.audit_id) == _completions(hostile["store"], benign.audit_id)
+    row = _row(hostile["store"], beams.audit_id)
+    assert json.loads(row["generation_config"])["num_beams"] == 1
+    assert row["findings"] == ["ignored_generation_config:num_beams"]
+    assert json.loads(row["repo_generation_config"])["num_beams"] == 48
+    # The control: the same spy sees the 48 beams when transformers is left to apply the file.
+    control = RanWith(GenerationMixin._prepare_generation_config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(GenerationMixin, "_prepare_generation_config", control.spy)
+        _honouring_the_repo(hostile["world"], BEAMS, hostile["tmp"], ["he said that when"])
+    assert [c["num_beams"] for c in control.configs[""]] == [48]
+
+
+@pytest.mark.parametrize("repo_id", [EMPTY, EMPTY_ADAPTER])
+def test_weights_without_tensors_fail_instead_of_running_at_random(hostile: dict[str, Any], repo_id: str) -> None:
+    outcome = hostile["outcomes"][repo_id]
+    assert outcome.status == "failed" and outcome.rate is None, outcome.reason
+    row = _row(hostile["store"], outcome.audit_id)
+    assert row["reason_code"] == "missing_weights" and row["reason"] == outcome.reason
+    reason = outcome.reason or ""
+    assert "uninitialised" in reason or "lacks some of its weights" in reason
+    assert _completions(hostile["store"], outcome.audit_id) == {}
+    assert not hostile["ran"].configs.get(repo_id)  # nothing was generated
+
+
+def test_findings_flag_only_what_would_have_changed_generation() -> None:
+    from auditor.generation import generation_findings
+    from auditor.loader import LoadedModel, RepoGeneration, TokenIds
+    from auditor.presets import get_preset
+
+    def findings(declared: dict[str, Any], *, ignored_eos: tuple[Any, ...] = ()) -> list[str]:
+        repo = RepoGeneration(declared, declared, (), ignored_eos)
+        loaded = LoadedModel(None, None, "none", "cpu", None, None, 0.0, TokenIds((3,), 0, 2), repo)
+        return generation_findings(loaded, get_preset("paper")).findings
+
+    # Token ids, bookkeeping and values that change nothing are no finding.
+    neutral = {"bos_token_id": 1, "eos_token_id": [1, 107], "pad_token_id": 0, "transformers_version": "4.44.0"}
+    neutral |= {"num_beams": 1, "do_sample": False, "max_new_tokens": 50, "repetition_penalty": 1.0}
+    neutral |= {"suppress_tokens": [], "cache_implementation": "hybrid", "use_cache": True}
+    assert findings(neutral) == []
+    # Llama 3.1 Instruct's own file asks for sampling; the paper's protocol is greedy.
+    llama = {"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009]}
+    llama |= {"temperature": 0.6, "top_p": 0.9}
+    assert findings(llama) == [f"ignored_generation_config:{k}" for k in ("do_sample", "temperature", "top_p")]
+    hostile = {"bad_words_ids": [[5]], "min_new_tokens": 40, "max_length": 4096, "sequence_bias": {"5": -9.0}}
+    hostile |= {"no_repeat_ngram_size": 2, "forced_eos_token_id": 3, "some_future_knob": 7}
+    assert findings(hostile) == sorted(f"ignored_generation_config:{k}" for k in hostile)
+    assert findings({}, ignored_eos=(40,)) == ["ignored_generation_config:eos_token_id"]
+
+
+def test_an_ordinary_word_declared_as_end_of_text_is_not_one(tiny_assets: Any) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from auditor.loader import _token_ids
+
+    folder = tiny_assets.models[TOXIC]
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    idiot = tokenizer.convert_tokens_to_ids("idiot")
+    ids, ignored = _token_ids(
+        {"eos_token_id": [idiot, 3], "bos_token_id": 2}, AutoConfig.from_pretrained(str(folder)), tokenizer
+    )
+    # Cutting completions at "idiot" would hide every insult from the scorer.
+    assert ids.eos == (3,) and ignored == (idiot,) and ids.pad == tokenizer.pad_token_id and ids.bos == 2
+
+
+def test_a_store_of_schema_7_gains_the_columns_and_keeps_its_audits(tmp_path: Path) -> None:
+    import duckdb
+
+    from auditor.store import schema_version
+    from auditor.store.database import migrations
+
+    path = tmp_path / "v7.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
+        " applied_at TIMESTAMPTZ NOT NULL)"
+    )
+    for migration in [m for m in migrations() if m.version <= 7]:
+        con.execute(migration.sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
+    con.execute(
+        "INSERT INTO audits (audit_id, repo_id, sha, battery_id, preset, preset_hash, generation_config,"
+        " quantization, scorer, device, status, started_at, auditor_version) VALUES"
+        " (1, 'u/m', 'abc', 'b', 'paper', 'h', '{}', 'none', 'detoxify', 'cpu', 'done', now(), '0.1.0')"
+    )
+    con.close()
+    with Store.open(path) as store:
+        assert store.version() == schema_version() >= 8
+        # Not looked at is NULL, never an empty list (which says: looked, found nothing).
+        assert store.query("SELECT audit_id, repo_generation_config, findings FROM audits") == [(1, None, None)]
+        assert store.query("SELECT audit_id FROM latest_audits") == [(1,)]  # a `SELECT *` view still reads
