@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from auditor.backoff import Backoff, call_with_backoff, origin_of
 from auditor.config import HubSettings
@@ -56,6 +58,54 @@ def token_for(endpoint: str) -> bool | None:
     """
     trusted = {OFFICIAL_ENDPOINT, os.environ.get("HF_ENDPOINT", "").rstrip("/")}
     return None if endpoint.rstrip("/") in trusted else False
+
+
+def trusted_origins() -> set[str]:
+    """The origins the user's token may go to: the official Hub's and `HF_ENDPOINT`'s."""
+    return {origin_of(e) for e in (OFFICIAL_ENDPOINT, os.environ.get("HF_ENDPOINT", "")) if e}
+
+
+def drop_foreign_token(request: Any) -> None:
+    """A request hook: no `Authorization` header to an origin the token is not for.
+
+    The Hub's answers name other URLs that huggingface_hub follows with the same headers, token
+    included: a listing's `Link: <...>; rel="next"` (utils/_pagination.py `_paginate_pages`, which
+    `HfApi.list_repo_tree` pages through) and a file's `Link rel="xet-auth"`. A hostile or broken
+    answer could point them anywhere; this keeps the token on the Hub whatever they say. httpx2
+    runs request hooks before every send, each redirect included (httpx `_client.py`, `_send_handling_redirects`).
+    """
+    if "authorization" in request.headers and origin_of(str(request.url)) not in trusted_origins():
+        del request.headers["authorization"]
+
+
+_guard_lock = threading.Lock()
+_guarded = False
+
+
+def keep_token_on_hub() -> None:
+    """Add `drop_foreign_token` to huggingface_hub's shared HTTP client, once per process.
+
+    The hook goes into the client factory huggingface_hub builds its one shared client with
+    (`set_client_factory`, utils/_http.py), wrapping whatever factory is set (the rate-limit
+    watcher's, a user's), so their hooks stay.
+    """
+    global _guarded
+    from huggingface_hub.utils import _http
+
+    with _guard_lock:
+        if _guarded:
+            return
+        base_factory = _http._GLOBAL_CLIENT_FACTORY
+
+        def guarded_factory() -> Any:
+            client = base_factory()
+            hooks = dict(client.event_hooks)
+            hooks["request"] = [*hooks.get("request", []), drop_foreign_token]
+            client.event_hooks = hooks
+            return client
+
+        _http.set_client_factory(guarded_factory)
+        _guarded = True
 
 
 @dataclass(frozen=True)
@@ -98,6 +148,7 @@ def list_repo_files(
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.hf_api import RepoFile
 
+    keep_token_on_hub()
     settings = hub or HubSettings()
     backoff = Backoff.from_settings(settings)
     origin = origin_of(endpoint)
@@ -172,6 +223,7 @@ def fetch_files(
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
     from huggingface_hub.file_download import repo_folder_name
 
+    keep_token_on_hub()
     settings = hub or HubSettings()
     backoff = Backoff.from_settings(settings)
     cache = Path(cache_dir) if cache_dir is not None else Path(constants.HF_HUB_CACHE)

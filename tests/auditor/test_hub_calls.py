@@ -19,13 +19,13 @@ from auditor.audit import AuditOutcome, audit_model, ensure_battery
 from auditor.backoff import Backoff
 from auditor.config import HubSettings
 from auditor.errors import PERMANENT_CODES, ModelFailed
-from auditor.hubfiles import fetch_files, list_repo_files
+from auditor.hubfiles import fetch_files, keep_token_on_hub, list_repo_files
 from auditor.loader import fetch_model
 from auditor.simhub import SimHub, World
 from auditor.simhub.faults import FaultRule
 from auditor.simhub.world import SimFile
 from auditor.store import Store
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world, fresh_world
 
 DATASET = "allenai/real-toxicity-prompts"
 ROOT = "meta-llama/Llama-3.1-8B-Instruct"  # gated: the token must reach the Hub
@@ -191,3 +191,23 @@ def test_the_audits_backoff_is_the_crawlers_and_the_clients() -> None:
     assert Backoff().wait_s(1, 429, {"RateLimit": '"api";r=0;t=55'}) == 56  # utils/_http.py line 560
     assert Backoff().wait_s(1, 503, {"Retry-After": "7"}) == 8
     assert [Backoff().wait_s(n) for n in range(1, 6)] == [1, 2, 4, 8, 8]
+
+
+def test_a_next_page_on_another_host_gets_no_token(
+    other_host: tuple[str, list[tuple[str, str | None]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """huggingface_hub pages through `list_repo_tree` (and every listing) by following the answer's
+    `Link` with the same headers (utils/_pagination.py `_paginate_pages`): the token would follow a
+    link to any host, unless `keep_token_on_hub` drops it."""
+    from huggingface_hub.utils._pagination import paginate
+
+    origin, seen = other_host
+    with SimHub(fresh_world(size=60, seed=2)) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        hub.link_origin = origin  # the next page of every listing is on the other host
+        keep_token_on_hub()
+        pages = list(paginate(f"{hub.url}/api/models", params={"limit": 20}, headers={"authorization": "Bearer x"}))
+        served = hub.stats.snapshot()
+    assert len(pages) == 20 and seen and seen[0][0].startswith("/api/models")  # the link was followed
+    assert [auth for _, auth in seen] == [None]  # without the token
+    assert served["authorization"] >= 1  # the Hub itself got it

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from auditor.battery import BATTERIES, build_battery
-from auditor.store import Store
 from auditor.scoring import Score
+from auditor.store import Store
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
 
 NASTY = "\x1b[2J\x1b]0;owned\x07[bold red]shout[/] \x1b[31mred\x1b[0m"
