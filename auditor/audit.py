@@ -221,8 +221,16 @@ def audit_model(
     base_sha: str | None = None
     try:
         from auditor.generation import effective_generation_config, generate, prepare
-        from auditor.loader import fetch_model, load_model, prequantized
+        from auditor.loader import fetch_model, is_adapter, load_model, prequantized
 
+        if done is not None and not is_adapter(listing):
+            # The stored generation stands for this commit: only a scorer it lacks has work to do,
+            # on the stored completions, so nothing is downloaded. (An adapter's stands only for
+            # the same base, known once the base is fetched, below.)
+            scored_now = _score_stored(audits, done.audit_id, scorers, refs, progress, repo_id)
+            if scored_now:
+                _refresh_drift(store, threshold)
+            return outcome(done.audit_id, sha, "done", done.reason, reused=True, scored_now=scored_now)
         _report(progress, repo_id, 0, len(battery.prompts), "downloading")
         t = time.monotonic()
         fetched = fetch_model(repo_id, sha, settings, endpoint=endpoint, listing=listing, hub=config.hub)

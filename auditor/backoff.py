@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -232,30 +232,39 @@ _watch_lock = threading.Lock()
 
 
 def watch_rate_limits() -> None:
-    """Feed `RATE_LIMITS` from every request and response of huggingface_hub's shared HTTP client.
-
-    Once per process: the hooks are added to the client factory huggingface_hub builds its shared
-    client with (`set_client_factory`, utils/_http.py line 372), wrapping whatever factory is set,
-    so other hooks (the crawler's request meter) keep theirs.
-    """
+    """Feed `RATE_LIMITS` from every request and response of huggingface_hub's shared HTTP client,
+    once per process."""
     global _watching
+    with _watch_lock:
+        if not _watching:
+            add_client_hooks(request=[RATE_LIMITS.on_request], response=[RATE_LIMITS.on_response])
+            _watching = True
+
+
+def add_client_hooks(
+    *, request: Sequence[Callable[..., Any]] = (), response: Sequence[Callable[..., Any]] = ()
+) -> None:
+    """Add event hooks to huggingface_hub's shared HTTP client.
+
+    The hooks go into the client factory huggingface_hub builds its one shared client with
+    (`set_client_factory`, utils/_http.py line 372, which also closes the current client so the
+    next request builds one with them), wrapping whatever factory is set, so other hooks (the
+    crawler's request meter, the token guard of `auditor.hubfiles`, a user's) keep theirs. Callers
+    add theirs once per process.
+    """
     from huggingface_hub.utils import _http
 
-    with _watch_lock:
-        if _watching:
-            return
-        base_factory = _http._GLOBAL_CLIENT_FACTORY
+    base_factory = _http._GLOBAL_CLIENT_FACTORY
 
-        def watching_factory() -> Any:
-            client = base_factory()
-            hooks = dict(client.event_hooks)
-            hooks["request"] = [*hooks.get("request", []), RATE_LIMITS.on_request]
-            hooks["response"] = [*hooks.get("response", []), RATE_LIMITS.on_response]
-            client.event_hooks = hooks
-            return client
+    def hooked_factory() -> Any:
+        client = base_factory()
+        hooks = dict(client.event_hooks)
+        hooks["request"] = [*hooks.get("request", []), *request]
+        hooks["response"] = [*hooks.get("response", []), *response]
+        client.event_hooks = hooks
+        return client
 
-        _http.set_client_factory(watching_factory)
-        _watching = True
+    _http.set_client_factory(hooked_factory)
 
 
 # -- backoff -----------------------------------------------------------------------------------------

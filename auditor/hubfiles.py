@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from auditor.backoff import Backoff, call_with_backoff, origin_of
+from auditor.backoff import Backoff, add_client_hooks, call_with_backoff, origin_of
 from auditor.config import HubSettings
 from auditor.errors import ModelError, ModelFailed, ModelSkipped
 
@@ -83,29 +83,12 @@ _guarded = False
 
 
 def keep_token_on_hub() -> None:
-    """Add `drop_foreign_token` to huggingface_hub's shared HTTP client, once per process.
-
-    The hook goes into the client factory huggingface_hub builds its one shared client with
-    (`set_client_factory`, utils/_http.py), wrapping whatever factory is set (the rate-limit
-    watcher's, a user's), so their hooks stay.
-    """
+    """Add `drop_foreign_token` to huggingface_hub's shared HTTP client, once per process."""
     global _guarded
-    from huggingface_hub.utils import _http
-
     with _guard_lock:
-        if _guarded:
-            return
-        base_factory = _http._GLOBAL_CLIENT_FACTORY
-
-        def guarded_factory() -> Any:
-            client = base_factory()
-            hooks = dict(client.event_hooks)
-            hooks["request"] = [*hooks.get("request", []), drop_foreign_token]
-            client.event_hooks = hooks
-            return client
-
-        _http.set_client_factory(guarded_factory)
-        _guarded = True
+        if not _guarded:
+            add_client_hooks(request=[drop_foreign_token])
+            _guarded = True
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,11 @@ def resolve_quantization(setting: str, device: str) -> str:
     return "nf4" if device == "cuda" else "none"
 
 
+def is_adapter(repo: RepoFiles) -> bool:
+    """Whether a repo is an adapter (an `adapter_config.json` at its top level), as `fetch_model` decides."""
+    return "adapter_config.json" in repo.files
+
+
 def fetch_model(
     repo_id: str,
     revision: str | None,
@@ -146,7 +151,7 @@ def fetch_model(
     top = [p for p in repo.files if "/" not in p]
     safetensors = [p for p in top if p.endswith(".safetensors")]
     pickles = [p for p in top if p.endswith(PICKLE_SUFFIXES)]
-    is_adapter = "adapter_config.json" in top
+    adapter = is_adapter(repo)
 
     if not safetensors:
         if not pickles:
@@ -188,9 +193,8 @@ def fetch_model(
                 code="remote_code",
             )
     base_repo = None
-    if is_adapter:
-        adapter = _read_json(path / "adapter_config.json", repo_id)
-        base_repo = adapter.get("base_model_name_or_path")
+    if adapter:
+        base_repo = _read_json(path / "adapter_config.json", repo_id).get("base_model_name_or_path")
         if not isinstance(base_repo, str) or not base_repo:
             raise ModelFailed(
                 f"adapter {repo_id} does not name its base model in adapter_config.json", code="bad_adapter"
@@ -201,7 +205,7 @@ def fetch_model(
         repo_id,
         repo.sha,
         path,
-        "adapter" if is_adapter else "model",
+        "adapter" if adapter else "model",
         base_repo,
         snapshot.fetched_bytes,
         time.monotonic() - started,

@@ -15,7 +15,7 @@ import pytest
 
 from auditor.agreement import cohen_kappa, scorer_agreement
 from auditor.audit import audit_model, ensure_battery
-from auditor.scoring import Metric, Score
+from auditor.scoring import Metric, Score, load_scorers
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
@@ -38,19 +38,24 @@ def scored(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     with SimHub(world) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         one = audit_config(hub, tiny_assets, tmp / "cache")
-        both = audit_config(hub, tiny_assets, tmp / "cache", **BOTH)
+        # Another download cache: a stored audit that only needs scoring must not fetch the model.
+        both = audit_config(hub, tiny_assets, tmp / "cache-both", **BOTH)
         path = tmp / "s.duckdb"
         with Store.open(path) as store:
             crawl_lineage(both, store, CrawlOptions())
             battery = ensure_battery(both, store)
             first = audit_model(one, store, ROOT, battery=battery)
+            load_scorers(both.config.scoring, endpoint=hub.url)  # the classifier's own download, before counting
+            before = hub.stats.snapshot()
             again = audit_model(both, store, ROOT, battery=battery)
+            during = {k: v - before.get(k, 0) for k, v in hub.stats.snapshot().items()}
             toxic = audit_model(both, store, TOXIC, battery=battery)
         yield {
             "hub": hub,
             "store": path,
             "first": first,
             "again": again,
+            "during_again": during,
             "toxic": toxic,
             "battery": battery,
             "tiny_assets": tiny_assets,
@@ -95,6 +100,8 @@ def test_a_scorer_added_later_scores_the_stored_completions_without_generating(s
     first, again = scored["first"], scored["again"]
     assert first.rates.keys() == {"detoxify:toxicity"}
     assert again.reused and again.audit_id == first.audit_id and again.scored_now == ("hf-classifier",)
+    # The model's commit is looked up (info, tree); none of its files is downloaded again.
+    assert scored["during_again"].get("route:resolve", 0) == 0 and scored["during_again"]["route:info"] >= 1
     assert again.rates["detoxify:toxicity"] == first.rate
     with Store.open(scored["store"], read_only=True) as store:
         statuses = store.query(
