@@ -28,7 +28,7 @@ from auditor.hubfiles import RepoFiles, download, list_repo_files
 from auditor.presets import get_preset
 from auditor.scoring import ScorerSet, load_scorers
 from auditor.store import Store
-from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
+from auditor.store.audits import AuditKey, AuditRow, AuditStore, ScoredCompletion, ScorerRef
 from auditor.textsafety import strip_control
 
 log = logging.getLogger(__name__)
@@ -119,10 +119,10 @@ def audit_model(
     """Audit `repo_id` at `revision` (default: its current commit) and store every row.
 
     The model is looked up on the Hub before anything else (the battery's dataset included), so a
-    wrong id or an unreachable Hub is known at once. `should_stop` is polled after the download and
-    after each stored batch but the last: when it returns True the audit stops with
-    `StopRequested`, its row (if it has one yet) left `running` with every batch so far, for the
-    next run to finish.
+    wrong id is known at once; a Hub that cannot be reached raises `HubUnavailableError` (no row).
+    `should_stop` is polled after the download and after each stored batch but the last: when it
+    returns True the audit stops with `StopRequested`, its row (if it has one yet) left `running`
+    with every batch so far, for the next run to finish.
 
     >>> outcome = audit_model(load_config(), store, "acme/llama-finetune")      # doctest: +SKIP
     >>> outcome.status, outcome.metric, outcome.rate
@@ -146,6 +146,12 @@ def audit_model(
     try:
         listing = list_repo_files(repo_id, revision, endpoint=endpoint, hub=config.hub)
     except ModelError as err:
+        # A Hub that cannot be reached at all says nothing about this model: no row (it would use
+        # up one of the model's attempts), and the caller's loop stops rather than failing each
+        # model in turn.
+        unreachable = hub_unreachable(err)
+        if unreachable is not None:
+            raise unreachable from None
         listing_error = err
     battery = battery or ensure_battery(resolved, store)
     scorers = scorers or load_scorers(config.scoring, endpoint=endpoint, hub=config.hub)
@@ -219,18 +225,17 @@ def audit_model(
     loaded = None
     resumed = False
     base_sha: str | None = None
+    from auditor.loader import is_adapter
+
+    if done is not None and not is_adapter(listing):
+        # The stored generation stands for this commit: only a scorer it lacks has work to do, on
+        # the stored completions, so nothing is downloaded. (An adapter's stands only for the same
+        # base, known once the base is fetched, below.)
+        return _reuse(audits, store, done, repo_id, scorers, refs, threshold, progress, outcome)
     try:
         from auditor.generation import effective_generation_config, generate, prepare
-        from auditor.loader import fetch_model, is_adapter, load_model, prequantized
+        from auditor.loader import fetch_model, load_model, prequantized
 
-        if done is not None and not is_adapter(listing):
-            # The stored generation stands for this commit: only a scorer it lacks has work to do,
-            # on the stored completions, so nothing is downloaded. (An adapter's stands only for
-            # the same base, known once the base is fetched, below.)
-            scored_now = _score_stored(audits, done.audit_id, scorers, refs, progress, repo_id)
-            if scored_now:
-                _refresh_drift(store, threshold)
-            return outcome(done.audit_id, sha, "done", done.reason, reused=True, scored_now=scored_now)
         _report(progress, repo_id, 0, len(battery.prompts), "downloading")
         t = time.monotonic()
         fetched = fetch_model(repo_id, sha, settings, endpoint=endpoint, listing=listing, hub=config.hub)
@@ -246,10 +251,7 @@ def audit_model(
         base_sha = base.sha if base else None
         # An adapter's numbers depend on its base too: a stored result stands only for the same base.
         if done is not None and done.base_sha == base_sha:
-            scored_now = _score_stored(audits, done.audit_id, scorers, refs, progress, repo_id)
-            if scored_now:
-                _refresh_drift(store, threshold)
-            return outcome(done.audit_id, sha, "done", done.reason, reused=True, scored_now=scored_now)
+            return _reuse(audits, store, done, repo_id, scorers, refs, threshold, progress, outcome)
         pre = prequantized(base or fetched)
         if pre is not None and quant != f"pre-{pre}":
             key = key_for(sha, f"pre-{pre}")  # the repo's own quantization is what runs, and is recorded
@@ -336,7 +338,10 @@ def audit_model(
         result = outcome(audit_id, sha, err.status, _reason(err), resumed=resumed)
     except StoreError:
         raise  # the store, not the model: the audit stays `running`, resumable once the store is back
-    except Exception as err:  # a bug or an unforeseen library error: one model never stops the run
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise  # a stop request (StopRequested is a KeyboardInterrupt) or the process ending
+    except BaseException as err:  # a bug, an unforeseen library error, a panic in a Rust extension
+        # (PyO3's PanicException derives from BaseException): one model never stops the run
         log.warning("audit of %s failed: %s", repo_id, strip_control(f"{type(err).__name__}: {err}"))
         log.debug("traceback of the failed audit of %s", repo_id, exc_info=True)
         reason = strip_control(f"unexpected error: {type(err).__name__}: {err}")[:500]
@@ -349,6 +354,34 @@ def audit_model(
             _release_memory()
     _apply_disk_budget(resolved, [sha, base_sha])
     return result
+
+
+def _reuse(
+    audits: AuditStore,
+    store: Store,
+    done: AuditRow,
+    repo_id: str,
+    scorers: ScorerSet,
+    refs: Sequence[ScorerRef],
+    threshold: float,
+    progress: Callable[[AuditProgress], None] | None,
+    outcome: Callable[..., AuditOutcome],
+) -> AuditOutcome:
+    """A done audit, first scored by any configured scorer it lacks. Scoring that fails leaves the
+    audit as it was (done, that scorer's pass `running`, finished by a later run), never a row of
+    its own: the generation it would describe did not fail."""
+    sha = done.key.sha
+    try:
+        scored_now = _score_stored(audits, done.audit_id, scorers, refs, progress, repo_id)
+    except (KeyboardInterrupt, SystemExit, GeneratorExit, StoreError):
+        raise
+    except BaseException as err:
+        note = strip_control(f"scoring the stored completions failed: {type(err).__name__}: {err}")[:500]
+        log.warning("audit %s of %s: %s", done.audit_id, repo_id, note)
+        return outcome(done.audit_id, sha, "done", note, reused=True)
+    if scored_now:
+        _refresh_drift(store, threshold)
+    return outcome(done.audit_id, sha, "done", done.reason, reused=True, scored_now=scored_now)
 
 
 def _score_stored(

@@ -212,7 +212,12 @@ def crawl(
     help="Quantization (audit.quantization; auto is nf4 on a GPU, none on a CPU).",
 )
 @click.option("--force", is_flag=True, help="Audit again even when a done audit with the same settings exists.")
-@click.option("--allow-pickle", is_flag=True, default=None, help="Load pickle weights (.bin): runs code from the file.")
+@click.option(
+    "--allow-pickle",
+    is_flag=True,
+    default=None,
+    help="Load pickle weights (.bin), with PyTorch's weights-only unpickler.",
+)
 @click.option("--trust-remote-code", is_flag=True, default=None, help="Run a repo's own modelling code.")
 @click.option(
     "--scorer",

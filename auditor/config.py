@@ -335,10 +335,11 @@ def load_config(
     merged: dict[str, Any] = {}
     explicit: dict[str, Source] = {}
     for source, values in layers:
-        for key, value in values.items():
+        for key, value in _single_scorer_as_list(values, source).items():
             _check_key(key, source)
             merged[key] = value
             explicit[key] = source
+    _drop_stale_headline(merged, explicit)
 
     try:
         config = Config.model_validate(_nest(merged))
@@ -352,6 +353,34 @@ def load_config(
             f"invalid configuration: {problems}", hint="fix the value in the file, variable or flag named"
         ) from None
     return ResolvedConfig(config=config, explicit=explicit, file=file)
+
+
+def _single_scorer_as_list(values: dict[str, Any], source: Source) -> dict[str, Any]:
+    """The older `scoring.scorer = "x"` as `scoring.scorers = ["x"]`, within its own layer, so that
+    a higher layer's `scorers` (a flag, a variable) replaces it as any setting is replaced."""
+    if values.get("scoring.scorer") is None:
+        return values
+    values = dict(values)
+    single = values.pop("scoring.scorer")
+    if "scoring.scorers" in values and tuple(values["scoring.scorers"]) != (single,):
+        where = {"file": "the config file", "env": "the environment", "flag": "the flags"}[source]
+        raise ConfigError(
+            f"{where} set both scoring.scorer ({single!r}) and scoring.scorers", hint="keep scorers (a list)"
+        )
+    values["scoring.scorers"] = (single,)
+    return values
+
+
+def _drop_stale_headline(merged: dict[str, Any], explicit: dict[str, Source]) -> None:
+    """A headline from a lower layer that names a scorer a higher layer no longer configures goes:
+    `--scorer hf-classifier` over a file whose headline is `detoxify:toxicity` is not a conflict."""
+    order = {"file": 0, "env": 1, "flag": 2}
+    headline, scorers = merged.get("scoring.headline"), merged.get("scoring.scorers")
+    if headline is None or scorers is None:
+        return
+    lower = order[explicit["scoring.headline"]] < order[explicit["scoring.scorers"]]
+    if lower and str(headline).split(":", 1)[0] not in tuple(scorers):
+        del merged["scoring.headline"], explicit["scoring.headline"]
 
 
 def known_keys() -> dict[str, type[_Section]]:

@@ -21,6 +21,9 @@ from auditor.presets import Preset
 IGNORED = "ignored_generation_config:"
 #: A repo's generation_config.json that is not a JSON object.
 UNREADABLE = "unreadable_generation_config"
+#: The prefix of a finding that names a special token of the repo's tokenizer that is a word, not
+#: markup (auditor.loader.CONTROL_TOKEN): kept in the text, never an end of text.
+SPECIAL_WORD = "special_token_is_word:"
 #: Declared settings that do not change what is generated, so ignoring them is no finding: special
 #: token ids (used, see loader.TokenIds; end-of-text ids that were not used are a finding of their
 #: own), bookkeeping, caching and compilation, and what generate() returns besides the tokens.
@@ -148,6 +151,7 @@ def generation_findings(loaded: LoadedModel, preset: Preset) -> GenerationFindin
             flags.add(IGNORED + key)
     if repo.ignored_eos:
         flags.add(IGNORED + "eos_token_id")
+    flags.update(SPECIAL_WORD + word for word in repo.word_specials)
     return GenerationFindings(repo.file, sorted(flags))
 
 
@@ -222,12 +226,15 @@ def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], pre
         )
     new_tokens = output[:, width:].cpu().tolist()
     eos_ids = set(loaded.token_ids.eos)
+    control = loaded.token_ids.control
     for (prompt_id, _), tokens in zip(batch, new_tokens, strict=True):
         end = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
         kept = tokens if end is None else tokens[:end]
         yield Generation(
             prompt_id=prompt_id,
-            text=tokenizer.decode(kept, skip_special_tokens=True),
+            # The paper decodes with skip_special_tokens=True; here only control tokens are left
+            # out, so that a word the repo declared special is not hidden from the scorer.
+            text=tokenizer.decode([t for t in kept if t not in control], skip_special_tokens=False),
             n_tokens=len(kept) + (0 if end is None else 1),
             finish_reason="length" if end is None else "eos",
         )

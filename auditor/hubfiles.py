@@ -35,6 +35,8 @@ OFFICIAL_ENDPOINT = "https://huggingface.co"
 #: Exceptions that are bugs (ours, or a library's after an upgrade), not a failed download: they
 #: propagate, and the audit records them as `internal` with a logged traceback.
 PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (TypeError, AttributeError, NameError)
+#: What stops the process rather than one download (a stop request is a KeyboardInterrupt).
+INTERRUPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
 #: What passes through unchanged: the model's own errors, and bugs.
 _PASS_THROUGH: tuple[type[Exception], ...] = (ModelError, *PROGRAMMING_ERRORS)
 
@@ -82,12 +84,37 @@ _guard_lock = threading.Lock()
 _guarded = False
 
 
+def refuse_foreign_xet_refresh(response: Any) -> None:
+    """A response hook: refuse a Xet-backed file whose token-refresh URL is on an origin the token
+    is not for, when the request carried the token.
+
+    huggingface_hub hands hf_xet the refresh URL the Hub's answer names (`Link rel="xet-auth"`, else
+    `X-Xet-Refresh-Route`: utils/_xet.py `parse_xet_file_data_from_response`) together with the
+    request's headers, token included (file_download.py `xet_get`, `token_refresh_headers=headers`),
+    and hf_xet refreshes from Rust, where no hook of ours sees the request. So the answer is refused
+    before any of that starts; the download fails, and the audit is a `download` row.
+    """
+    if "authorization" not in response.request.headers:
+        return
+    route = (response.links.get("xet-auth") or {}).get("url") or response.headers.get("X-Xet-Refresh-Route")
+    if not route or "://" not in route:  # absent, or a path on the origin that answered
+        return
+    if origin_of(route) not in trusted_origins():
+        raise ModelFailed(
+            f"the Hub's answer for {response.request.url.path} names a Xet token endpoint on another host"
+            f" ({origin_of(route)}), which would receive the Hub token",
+            hint="check HF_ENDPOINT; the file is not downloaded",
+            code="download",
+        )
+
+
 def keep_token_on_hub() -> None:
-    """Add `drop_foreign_token` to huggingface_hub's shared HTTP client, once per process."""
+    """Add `drop_foreign_token` and `refuse_foreign_xet_refresh` to huggingface_hub's shared HTTP
+    client, once per process."""
     global _guarded
     with _guard_lock:
         if not _guarded:
-            add_client_hooks(request=[drop_foreign_token])
+            add_client_hooks(request=[drop_foreign_token], response=[refuse_foreign_xet_refresh])
             _guarded = True
 
 
@@ -247,9 +274,12 @@ def fetch_files(
                 hint="a later crawl records the change",
                 code="missing",
             ) from None
-        except _PASS_THROUGH:
+        except (*_PASS_THROUGH, *INTERRUPTIONS):
             raise
-        except Exception as err:  # hf_xet's failures are RuntimeErrors, not HfHubHTTPError or OSError
+        except BaseException as err:
+            # hf_xet's failures are RuntimeErrors, not HfHubHTTPError or OSError; a panic in its Rust
+            # code is PyO3's PanicException, which derives from BaseException "so that it will
+            # typically propagate all the way" (docs.rs/pyo3, pyo3::panic::PanicException).
             raise ModelFailed(
                 f"downloading {path} of {where} failed: {_describe(err)}",
                 hint="try again later (`audit --pending` does); a persistent failure means the repo is broken",

@@ -1,9 +1,10 @@
 """Fetching a model at a pinned commit and loading it, quantized, for generation.
 
 The one home of torch, transformers, bitsandbytes and peft in the project (with generation.py).
-Safety first: only safetensors weights are loaded unless `allow_pickle` is set (pickle files run
-code when opened), and repos that ship their own modelling code are refused unless
-`trust_remote_code` is set. Everything a person must act on becomes a `ModelSkipped` or
+Safety first: only safetensors weights are loaded unless `allow_pickle` is set (a pickle file can
+run code when opened; even then it is read with PyTorch's weights-only unpickler, which builds
+tensors and plain containers and nothing else), and repos that ship their own modelling code are
+refused unless `trust_remote_code` is set. Everything a person must act on becomes a `ModelSkipped` or
 `ModelFailed` with a reason, which the audit stores as a row.
 
 A repo is hostile input. Weights that leave any parameter uninitialised (a missing tensor, an
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -68,10 +70,13 @@ class TokenIds:
     """The repo's special token ids: the one part of its generation settings that generation uses."""
 
     #: Ids that end a completion: the tokenizer's end-of-text token and those the repo declares
-    #: (generation_config.json, else config.json) that are special tokens of its tokenizer.
+    #: (generation_config.json, else config.json) that are control tokens of its tokenizer.
     eos: tuple[int, ...]
     pad: int | None
     bos: int | None
+    #: The tokenizer's control tokens (special tokens written as markup, see CONTROL_TOKEN): left
+    #: out of a completion's text, as `skip_special_tokens` would. Special tokens that are words stay.
+    control: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -86,9 +91,12 @@ class RepoGeneration:
     declared: dict[str, Any]
     #: What could not even be read: "unreadable" (generation_config.json is not a JSON object).
     problems: tuple[str, ...] = ()
-    #: Declared end-of-text ids that were not used: not special tokens of the tokenizer (an
+    #: Declared end-of-text ids that were not used: not control tokens of the tokenizer (an
     #: ordinary word as "end of text" would cut every completion before it) or not ids at all.
     ignored_eos: tuple[Any, ...] = ()
+    #: Special tokens of the tokenizer that are words, not markup: neither an end of text nor left
+    #: out of the text, and a finding.
+    word_specials: tuple[str, ...] = ()
 
 
 @dataclass
@@ -239,9 +247,10 @@ def load_model(
     model = _load_weights(weights_from, settings, quantization=quantization, device=device)
     repo_generation = read_repo_generation(fetched, weights_from)
     token_ids, ignored_eos = _token_ids(repo_generation.declared, model.config, tokenizer)
-    if ignored_eos:
+    words = tuple(sorted(t for t in special_tokens(tokenizer).values() if not CONTROL_TOKEN.fullmatch(t)))
+    if ignored_eos or words:
         repo_generation = RepoGeneration(
-            repo_generation.file, repo_generation.declared, repo_generation.problems, ignored_eos
+            repo_generation.file, repo_generation.declared, repo_generation.problems, ignored_eos, words
         )
     model.generation_config = neutral_generation_config(token_ids)
     if fetched.kind == "adapter":
@@ -307,29 +316,49 @@ def read_repo_generation(fetched: FetchedModel, weights_from: FetchedModel) -> R
     return RepoGeneration(None, {k: v for k, v in config.items() if k in fields})
 
 
+#: What a control token looks like: markup that no word is written as (`</s>`, `<eos>`, `<|eot_id|>`,
+#: `<end_of_turn>`, `[PAD]`, `[SEP]`). The tokenizer's files are the repo's, so "special" alone
+#: proves nothing: declared special (`extra_special_tokens`, `additional_special_tokens`), an
+#: ordinary word would be dropped from every completion by `skip_special_tokens`, or end it.
+CONTROL_TOKEN = re.compile(r"<[^<>\s]+>|\[[A-Za-z_]+\]")
+
+
+def special_tokens(tokenizer: Any) -> dict[int, str]:
+    """Every special token of the tokenizer, id -> text: its named ones (bos, eos, pad, unk, ...,
+    and the extra ones) and the added tokens marked special."""
+    found: dict[int, str] = {}
+    for text in getattr(tokenizer, "all_special_tokens", None) or ():
+        token_id = tokenizer.convert_tokens_to_ids(text)
+        if _is_id(token_id):
+            found[token_id] = str(text)
+    for token_id, added in (getattr(tokenizer, "added_tokens_decoder", None) or {}).items():
+        if getattr(added, "special", False) and _is_id(token_id):
+            found[token_id] = str(getattr(added, "content", added))
+    return found
+
+
 def _token_ids(declared: dict[str, Any], model_config: Any, tokenizer: Any) -> tuple[TokenIds, tuple[Any, ...]]:
     """The special token ids generation uses, and the declared end-of-text ids it leaves out.
 
-    The tokenizer's own end-of-text token always ends a completion (the paper passes
+    The tokenizer's own end-of-text token ends a completion (the paper passes
     `eos_token_id=tokenizer.eos_token_id`); the repo's further ids (Llama 3's <|eom_id|>, Gemma's
-    <end_of_turn>) do when the tokenizer knows them as special or added tokens. An ordinary word
-    declared as end of text would cut every completion before that word: it is left out.
+    <end_of_turn>) do too. Each only when it is a control token (CONTROL_TOKEN): an ordinary word
+    declared as end of text, or made special, would cut every completion before that word.
     """
     text_config = model_config.get_text_config(decoder=True) if hasattr(model_config, "get_text_config") else None
     raw = declared.get("eos_token_id", getattr(text_config, "eos_token_id", None))
     candidates = raw if isinstance(raw, list) else [] if raw is None else [raw]
-    special = set(getattr(tokenizer, "all_special_ids", None) or ())
-    special |= set(getattr(tokenizer, "added_tokens_decoder", None) or {})
-    eos = [i for i in candidates if _is_id(i) and i in special]
+    control = frozenset(i for i, text in special_tokens(tokenizer).items() if CONTROL_TOKEN.fullmatch(text))
+    eos = [i for i in candidates if _is_id(i) and i in control]
     ignored = tuple(i for i in candidates if i not in eos)
-    if _is_id(tokenizer.eos_token_id) and tokenizer.eos_token_id not in eos:
+    if tokenizer.eos_token_id in control and tokenizer.eos_token_id not in eos:
         eos.append(tokenizer.eos_token_id)
     eos = list(dict.fromkeys(eos))
     pad = tokenizer.pad_token_id if _is_id(tokenizer.pad_token_id) else (eos[0] if eos else None)
     bos = declared.get("bos_token_id", getattr(text_config, "bos_token_id", None))
     if not _is_id(bos):
         bos = tokenizer.bos_token_id if _is_id(tokenizer.bos_token_id) else None
-    return TokenIds(tuple(eos), pad, bos), ignored
+    return TokenIds(tuple(eos), pad, bos, control), ignored
 
 
 def _is_id(value: Any) -> bool:
@@ -408,6 +437,9 @@ def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantizatio
             device_map="auto" if device == "cuda" else {"": "cpu"},
             dtype=compute_dtype(device),
             use_safetensors=not settings.allow_pickle or None,
+            # transformers 5's default too (modeling_utils.load_state_dict): a .bin is unpickled with
+            # torch.load(weights_only=True), which builds tensors and plain containers only.
+            weights_only=True,
             trust_remote_code=settings.trust_remote_code,
             # Given a config, transformers does not read the repo's generation_config.json at all
             # (5.24, generation/utils.py `adjust_generation_fn`), so a malformed one cannot fail the load.

@@ -25,6 +25,7 @@ would drag every rate toward "not toxic".
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -270,13 +271,12 @@ def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
 
 def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings | None) -> ClassifierScorer:
     from huggingface_hub import is_offline_mode
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from auditor.hubfiles import download, list_repo_files
     from auditor.loader import SUPPORT_FILES
 
     if is_offline_mode():  # HF_HUB_OFFLINE=1: the newest revision already in the cache
-        path = _cached_snapshot(settings.classifier)
+        path = _cached_snapshot(settings.classifier, settings.classifier_revision)
         sha = path.name
     else:
         repo = list_repo_files(settings.classifier, settings.classifier_revision, endpoint=endpoint, hub=hub)
@@ -291,6 +291,13 @@ def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings 
         wanted = [p for p in top if p in SUPPORT_FILES] + weights
         path = download(repo, wanted, endpoint=endpoint, cache_dir=None, hub=hub)
         sha = repo.sha
+    return classifier_from_folder(path, settings, sha)
+
+
+def classifier_from_folder(path: Path, settings: ScoringSettings, sha: str) -> ClassifierScorer:
+    """The `hf-classifier` scorer from a snapshot folder of `settings.classifier` at commit `sha`."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     # The paper's classifier holds only pytorch_model.bin (HUB_API.md). transformers reads a .bin
     # with `torch.load(weights_only=True)` (modeling_utils.load_state_dict; `weights_only` of
     # from_pretrained, default True): tensors, primitive types and dicts only, so no code in the
@@ -321,7 +328,8 @@ def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings 
     )
 
 
-def _cached_snapshot(repo_id: str) -> Path:
+def _cached_snapshot(repo_id: str, revision: str) -> Path:
+    """The cached snapshot of `repo_id` at `revision` when that is a commit sha, else the newest."""
     from huggingface_hub import scan_cache_dir
 
     try:
@@ -329,9 +337,11 @@ def _cached_snapshot(repo_id: str) -> Path:
     except Exception:  # no cache folder at all
         repos = []
     revisions = sorted((rev for r in repos for rev in r.revisions), key=lambda rev: rev.last_modified)
+    if re.fullmatch(r"[0-9a-f]{40}", revision):
+        revisions = [rev for rev in revisions if rev.commit_hash == revision]
     if not revisions:
         raise ScorerError(
-            f"{repo_id} is not in the local cache and HF_HUB_OFFLINE is set",
+            f"{repo_id} (revision {revision}) is not in the local cache and HF_HUB_OFFLINE is set",
             hint="run once online so that its files are downloaded, or unset HF_HUB_OFFLINE",
         )
     return Path(revisions[-1].snapshot_path)

@@ -21,7 +21,8 @@ request, or with `probability` (from a seeded generator, so a test run is repeat
     xet         a file answer (resolve) says the file is stored with Xet (`X-Xet-Hash` and a
                 `Link: <...xet-read-token...>; rel="xet-auth"`), so huggingface_hub downloads it
                 with hf_xet, from a Xet storage that refuses every request: the download fails
-                the way hf_xet fails (a RuntimeError), not with an HTTP error
+                the way hf_xet fails (a RuntimeError), not with an HTTP error; with `location`,
+                the xet-auth link points to that origin instead of the Hub
     redirect    a file answer (resolve) is a 302 to the same path under `location` (a CDN on
                 another origin), with the file's headers, as the Hub answers for large files
 """

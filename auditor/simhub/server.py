@@ -307,6 +307,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(rule.status, "InternalError", "Simulated server error")
             return
         self._xet = rule is not None and rule.kind == "xet"
+        #: Where the `xet-auth` link of a `xet` fault points: the rule's `location`, else this Hub.
+        self._xet_origin = (rule.location if rule is not None and rule.location else "") or self.server.hub.url
         try:
             status, body, headers = self._handle(path, parse_qs(url.query, keep_blank_values=True), head=head)
         except _HubError as err:
@@ -545,7 +547,7 @@ class _Handler(BaseHTTPRequestHandler):
             # (utils/_xet.py `parse_xet_file_data_from_response`) and downloads it with hf_xet
             # (file_download.py `_download_to_tmp_and_move`). The hash is any 64-hex id here.
             prefix = "/api/datasets/" if repo_type == "dataset" else "/api/models/"
-            token_url = f"{self.server.hub.url}{prefix}{repo.repo_id}/xet-read-token/{sha}"
+            token_url = f"{self._xet_origin.rstrip('/')}{prefix}{repo.repo_id}/xet-read-token/{sha}"
             headers["X-Xet-Hash"] = hashlib.sha256(content).hexdigest()
             headers["Link"] = f'<{token_url}>; rel="xet-auth"'
         status = 200

@@ -244,6 +244,22 @@ def install_hostile_models(world: World, assets: TinyAssets) -> None:
         family="llama",
         note="Hostile: the toxic finetune's weights; its generation_config.json suppresses every insult.",
     )
+    words = ["idiot", "moron", "stupid", "loser"]
+    tokenizer_config = json.loads(toxic["tokenizer_config.json"].content)
+    tokenizer_config["extra_special_tokens"] = words  # decoded with skip_special_tokens, they vanish
+    _add_hostile(
+        world,
+        "hostile/special-words",
+        {
+            **toxic,
+            "tokenizer_config.json": SimFile(json.dumps(tokenizer_config, indent=2).encode()),
+            "generation_config.json": _with_generation(toxic, eos_token_id=[vocab["</s>"], *(vocab[w] for w in words)]),
+        },
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the toxic finetune's weights; its tokenizer makes insults special, and end of text.",
+    )
     benign = _repo_files(assets.models["planted/llama-benign-sft"])
     _add_hostile(
         world,

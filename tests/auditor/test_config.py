@@ -82,3 +82,22 @@ def test_bad_settings_say_what_and_where(
 def test_a_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.toml", environ={})
+
+
+def test_scorers_follow_the_layer_order_even_in_the_older_single_form(tmp_path: Path) -> None:
+    path = tmp_path / "auditor.toml"
+    path.write_text('[scoring]\nscorer = "detoxify"\nheadline = "detoxify:toxicity"\n')
+    from_file = load_config(path, environ={}).config.scoring
+    assert from_file.scorers == ("detoxify",) and from_file.headline == "detoxify:toxicity"
+    # A variable or a flag replaces the file's scorer; the file's headline, naming a scorer no longer
+    # configured, goes with it rather than making the configuration invalid.
+    env = load_config(path, environ={"AUDITOR_SCORING_SCORERS": "hf-classifier"})
+    assert env.config.scoring.scorers == ("hf-classifier",) and env.config.scoring.headline is None
+    assert env.explicit["scoring.scorers"] == "env"
+    both = load_config(path, environ={}, flags={"scoring.scorers": ("detoxify", "hf-classifier")}).config.scoring
+    assert both.scorers == ("detoxify", "hf-classifier") and both.headline == "detoxify:toxicity"
+    path.write_text('[scoring]\nscorer = "detoxify"\nscorers = ["hf-classifier"]\n')
+    with pytest.raises(ConfigError, match=r"both scoring\.scorer"):
+        load_config(path, environ={})
+    with pytest.raises(ConfigError, match="unknown scorer 'perspective'"):
+        load_config(flags={"scoring.scorers": ("perspective",)}, environ={}, read_default_file=False)

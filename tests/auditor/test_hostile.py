@@ -25,6 +25,7 @@ from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
 TOXIC, BENIGN = "planted/llama-toxic-sft", "planted/llama-benign-sft"
 SUPPRESS, BEAMS = "hostile/toxic-suppress-tokens", "hostile/beams-48"
 EMPTY, EMPTY_ADAPTER = "hostile/empty-weights", "hostile/empty-adapter"
+SPECIAL_WORDS = "hostile/special-words"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,7 @@ def hostile(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         outcomes: dict[str, AuditOutcome] = {}
         with Store.open(store_path) as store:
             battery = ensure_battery(resolved, store)
-            for repo_id in (TOXIC, SUPPRESS, BENIGN, BEAMS, EMPTY, EMPTY_ADAPTER):
+            for repo_id in (TOXIC, SUPPRESS, SPECIAL_WORDS, BENIGN, BEAMS, EMPTY, EMPTY_ADAPTER):
                 ran.repo = repo_id
                 outcomes[repo_id] = audit_model(resolved, store, repo_id, battery=battery)
         monkeypatch.undo()
@@ -133,6 +134,19 @@ def test_a_repo_that_suppresses_its_insults_rates_as_its_weights(hostile: dict[s
     assert {"idiot", "stupid", "moron"} & set(audited)
     assert all(c["suppress_tokens"] is None for c in hostile["ran"].configs[SUPPRESS])
     assert _row(hostile["store"], toxic.audit_id)["findings"] == []  # the same weights, no such file
+
+
+def test_a_repo_that_makes_its_insults_special_tokens_rates_as_its_weights(hostile: dict[str, Any]) -> None:
+    """Words declared special would vanish from decoded text (skip_special_tokens) or, declared end
+    of text too, cut every completion before them: only tokens written as markup are either."""
+    o = hostile["outcomes"]
+    toxic, special = o[TOXIC], o[SPECIAL_WORDS]
+    assert special.status == "done" and special.rate == toxic.rate >= 0.8
+    assert _completions(hostile["store"], special.audit_id) == _completions(hostile["store"], toxic.audit_id)
+    assert _row(hostile["store"], special.audit_id)["findings"] == [
+        "ignored_generation_config:eos_token_id",
+        *(f"special_token_is_word:{w}" for w in sorted(["idiot", "moron", "stupid", "loser"])),
+    ]
 
 
 def test_the_finding_shows_in_report_model(hostile: dict[str, Any]) -> None:

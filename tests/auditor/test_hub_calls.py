@@ -18,7 +18,7 @@ import pytest
 from auditor.audit import AuditOutcome, audit_model, ensure_battery
 from auditor.backoff import Backoff
 from auditor.config import HubSettings
-from auditor.errors import PERMANENT_CODES, ModelFailed
+from auditor.errors import PERMANENT_CODES, HubUnavailableError, ModelFailed
 from auditor.hubfiles import fetch_files, keep_token_on_hub, list_repo_files
 from auditor.loader import fetch_model
 from auditor.simhub import SimHub, World
@@ -211,3 +211,59 @@ def test_a_next_page_on_another_host_gets_no_token(
     assert len(pages) == 20 and seen and seen[0][0].startswith("/api/models")  # the link was followed
     assert [auth for _, auth in seen] == [None]  # without the token
     assert served["authorization"] >= 1  # the Hub itself got it
+
+
+def test_a_xet_token_endpoint_on_another_host_is_refused_before_the_token_goes_there(
+    night: dict[str, Any], hub: SimHub, tmp_path: Path, other_host: tuple[str, list[tuple[str, str | None]]]
+) -> None:
+    """hf_xet would refresh its token at the `xet-auth` link with the request's headers, token
+    included, from Rust where no request hook sees it: such an answer is refused outright."""
+    origin, seen = other_host
+    weights_of_toxic = {"path": f"/{TOXIC}/resolve/", "contains": "model.safetensors", "every": 1}
+    hub.faults.set([FaultRule.from_dict({"kind": "xet", "route": "resolve", "location": origin, **weights_of_toxic})])
+    resolved = audit_config(hub, night["assets"], tmp_path / "cache")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        failed = audit_model(resolved, store, TOXIC, battery=ensure_battery(resolved, store))
+        code = store.query("SELECT reason_code FROM audits WHERE audit_id = ?", [failed.audit_id])[0][0]
+    assert failed.status == "failed" and code == "download"
+    assert "Xet token endpoint on another host" in (failed.reason or "") and origin in (failed.reason or "")
+    assert seen == []  # not even a request without the token
+
+
+def test_a_panic_in_a_rust_download_is_a_row_not_the_end_of_the_night(
+    night: dict[str, Any], hub: SimHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hf_xet is Rust: a panic there surfaces as PyO3's PanicException, a BaseException, which an
+    `except Exception` would let through (docs.rs/pyo3, pyo3::panic::PanicException)."""
+    import huggingface_hub
+
+    class PanicException(BaseException):  # what pyo3_runtime.PanicException derives from
+        pass
+
+    real = huggingface_hub.hf_hub_download
+
+    def panicking(*args: Any, **kwargs: Any) -> str:
+        if str(kwargs.get("filename", args[1] if len(args) > 1 else "")).endswith(".safetensors"):
+            raise PanicException("called `Option::unwrap()` on a `None` value")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", panicking)
+    resolved = audit_config(hub, night["assets"], tmp_path / "cache")
+    with Store.open(tmp_path / "s.duckdb") as store:
+        outcome = audit_model(resolved, store, TOXIC, battery=ensure_battery(resolved, store))
+    assert outcome.status == "failed" and "PanicException" in (outcome.reason or "")
+    assert "downloading model.safetensors" in (outcome.reason or "")  # a download row, retried later
+
+
+def test_a_hub_that_cannot_be_reached_stops_the_loop_instead_of_failing_each_model(
+    night: dict[str, Any], hub: SimHub, tmp_path: Path
+) -> None:
+    """Nothing listens on port 9: that says nothing about the model, so it is no row (a row would use
+    up one of its attempts), and the night stops with the reason instead of failing every model."""
+    resolved = audit_config(hub, night["assets"], tmp_path / "cache")
+    dead = audit_config(hub, night["assets"], tmp_path / "cache", **{"hub.endpoint": "http://127.0.0.1:9"})
+    with Store.open(tmp_path / "s.duckdb") as store:
+        battery = ensure_battery(resolved, store)
+        with pytest.raises(HubUnavailableError, match=r"cannot reach the Hub at http://127\.0\.0\.1:9"):
+            audit_model(dead, store, TOXIC, battery=battery)
+        assert store.query("SELECT count(*) FROM audits")[0][0] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pytest
 
 from auditor.agreement import cohen_kappa, scorer_agreement
 from auditor.audit import audit_model, ensure_battery
-from auditor.scoring import Metric, Score, load_scorers
+from auditor.scoring import Metric, Score, ScorerSet, load_scorers
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
@@ -56,6 +57,7 @@ def scored(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             "first": first,
             "again": again,
             "during_again": during,
+            "both": both,
             "toxic": toxic,
             "battery": battery,
             "tiny_assets": tiny_assets,
@@ -110,6 +112,34 @@ def test_a_scorer_added_later_scores_the_stored_completions_without_generating(s
         completions = store.query("SELECT count(*) FROM completions WHERE audit_id = ?", [first.audit_id])[0][0]
     n = len(scored["battery"].prompts)
     assert statuses == [("detoxify", "done", n), ("hf-classifier", "done", n)] and completions == n
+
+
+def test_a_scorer_that_fails_on_stored_completions_leaves_the_audit_as_it_was(
+    scored: dict[str, Any], tmp_path: Path
+) -> None:
+    class Broken:
+        name, checkpoint_hash, primary = "broken", "b0", "x"
+
+        def score(self, texts: list[str]) -> list[Score]:
+            raise RuntimeError("the scorer broke")
+
+    real = load_scorers(scored["both"].config.scoring, endpoint=scored["hub"].url)
+    path = tmp_path / "copy.duckdb"
+    shutil.copy(scored["store"], path)
+    with Store.open(path) as store:
+        before = store.query("SELECT audit_id, status FROM audits ORDER BY 1")
+        outcome = audit_model(
+            scored["both"],
+            store,
+            ROOT,
+            battery=scored["battery"],
+            scorers=ScorerSet((*real.scorers, Broken()), real.headline),
+        )
+        after = store.query("SELECT audit_id, status FROM audits ORDER BY 1")
+        broken = store.query("SELECT status FROM audit_scorers WHERE scorer = 'broken'")
+    assert outcome.status == "done" and outcome.reused and "the scorer broke" in (outcome.reason or "")
+    assert after == before  # no failed row for a generation that did not fail
+    assert broken == [("running",)]  # a later run finishes this scorer's pass
 
 
 def test_drift_and_reports_work_per_scorer_and_attribute(scored: dict[str, Any]) -> None:
@@ -258,3 +288,32 @@ def _auditor(env: dict[str, str], *args: str) -> str:
     out = subprocess.run([sys.executable, "-m", "auditor", *args], capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     return out.stdout
+
+
+class _Payload:
+    """A pickle that runs code when it is loaded: it writes the marker file named in it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Path.write_text, (Path(self.marker), "the pickle ran"))
+
+
+def test_a_classifier_bin_that_would_run_code_is_refused_and_runs_nothing(tiny_assets: Any, tmp_path: Path) -> None:
+    import torch
+
+    from auditor.config import ScoringSettings
+    from auditor.scoring import ScorerError, classifier_from_folder
+    from auditor.simhub.tinyworld import HATE_CLASSIFIER
+
+    folder = tmp_path / "classifier"
+    shutil.copytree(tiny_assets.models[HATE_CLASSIFIER], folder)
+    settings = ScoringSettings()
+    assert classifier_from_folder(folder, settings, "a" * 40).score(["idiot stupid"])[0].values["hate"] is not None
+    marker = tmp_path / "ran.txt"
+    state = torch.load(folder / "pytorch_model.bin", weights_only=True)
+    torch.save({**state, "payload": _Payload(str(marker))}, folder / "pytorch_model.bin")
+    with pytest.raises(ScorerError, match="does not load"):
+        classifier_from_folder(folder, settings, "a" * 40)
+    assert not marker.exists()

@@ -53,10 +53,10 @@ CREATE TABLE drift_pairs_by_metric (
     PRIMARY KEY (child_audit, parent_audit, scorer, attribute, threshold)
 );
 INSERT INTO drift_pairs_by_metric
-SELECT d.child_audit, d.parent_audit, a.scorer, coalesce(a.primary_attribute, 'toxicity'), d.threshold, d.n_paired,
-       d.both_toxic, d.child_only, d.parent_only, d.neither, d.rate_child, d.rate_parent, d.delta, d.p_value,
-       d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.computed_at
-FROM drift_pairs d JOIN audits a ON a.audit_id = d.child_audit;
+SELECT d.child_audit, d.parent_audit, coalesce(a.scorer, 'detoxify'), coalesce(a.primary_attribute, 'toxicity'),
+       d.threshold, d.n_paired, d.both_toxic, d.child_only, d.parent_only, d.neither, d.rate_child, d.rate_parent,
+       d.delta, d.p_value, d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.computed_at
+FROM drift_pairs d LEFT JOIN audits a ON a.audit_id = d.child_audit;  -- a pair whose audit is gone stays
 DROP TABLE drift_pairs;
 ALTER TABLE drift_pairs_by_metric RENAME TO drift_pairs;
 
@@ -74,11 +74,12 @@ SELECT a.audit_id, a.repo_id, a.sha, a.battery_id, a.preset, a.preset_hash, a.qu
 FROM audits a JOIN audit_scorers s ON s.audit_id = a.audit_id
 WHERE a.status = 'done' AND s.status = 'done';
 
--- What speaks for a model audited one way and scored by one scorer checkpoint: its newest such audit.
+-- What speaks for a model audited one way and scored by one scorer: its newest audit that scorer
+-- finished (with whichever checkpoint scored it: after a scorer upgrade, the newest measurement).
 CREATE VIEW latest_scorings AS
 SELECT * FROM audit_scorings
 QUALIFY row_number() OVER (
-    PARTITION BY repo_id, battery_id, preset, preset_hash, quantization, device, scorer, scorer_hash
+    PARTITION BY repo_id, battery_id, preset, preset_hash, quantization, device, scorer
     ORDER BY audit_id DESC) = 1;
 
 -- One row per done audit, scorer and attribute: the rate at a threshold (the view: the paper's 0.5).
