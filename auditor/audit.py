@@ -11,6 +11,7 @@ a reason; the caller goes on with the next model.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import logging
@@ -26,7 +27,7 @@ from auditor.config import ResolvedConfig
 from auditor.errors import HubError, ModelError, StopRequested, StoreError, hub_unreachable
 from auditor.hubfiles import RepoFiles, download, list_repo_files
 from auditor.presets import get_preset
-from auditor.scoring import ScorerSet, load_scorers
+from auditor.scoring import ScorerSet, load_scorers, scoring_for
 from auditor.store import Store
 from auditor.store.audits import AuditKey, AuditRow, AuditStore, ScoredCompletion, ScorerRef
 from auditor.textsafety import strip_control
@@ -128,7 +129,7 @@ def audit_model(
     >>> outcome.status, outcome.metric, outcome.rate
     ('done', 'detoxify:toxicity', 0.04)
     """
-    from auditor.loader import resolve_device, resolve_quantization
+    from auditor.loader import resolve_device
 
     config = resolved.config
     settings = config.audit
@@ -136,7 +137,10 @@ def audit_model(
     started = time.monotonic()
     preset = get_preset(preset_name or settings.preset)
     device = resolve_device(settings.device)
-    quant = resolve_quantization(quantization or settings.quantization, device)
+    run = preset.resolve(
+        batch_size=settings.batch_size, quantization=quantization or settings.quantization, device=device
+    )
+    quant = run.quantization
     audits = AuditStore(store)
     timings: dict[str, float] = {}
     downloaded = [0]
@@ -154,7 +158,7 @@ def audit_model(
             raise unreachable from None
         listing_error = err
     battery = battery or ensure_battery(resolved, store)
-    scorers = scorers or load_scorers(config.scoring, endpoint=endpoint, hub=config.hub)
+    scorers = scorers or load_scorers(scoring_for(config.scoring, preset.scorers), endpoint=endpoint, hub=config.hub)
     refs = scorer_refs(scorers)
     threshold = config.scoring.threshold
 
@@ -193,14 +197,14 @@ def audit_model(
         )
 
     def key_for(sha: str | None, quant_used: str) -> AuditKey:
-        return AuditKey(repo_id, sha, battery.battery_id, preset.name, preset.config_hash, quant_used, device)
+        return AuditKey(repo_id, sha, battery.battery_id, preset.name, preset.settings_hash(run), quant_used, device)
 
     def start(key: AuditKey) -> int:
         return audits.start(
             key,
             scorers=refs,
-            generation_config=preset.generation_config(),
-            versions=_versions(device),
+            generation_config={**preset.generation_config(), "batch_size": run.batch_size, "dtype": run.dtype},
+            versions=_versions(device, run.dtype),
             config=resolved.provenance(),
             n_prompts=len(battery.prompts),
         )
@@ -273,15 +277,15 @@ def audit_model(
             audits.begin_scoring(audit_id, ref)
 
         _report(progress, repo_id, 0, len(battery.prompts), "loading")
-        loaded = load_model(fetched, settings, quantization=key.quantization, device=device, base=base)
+        loaded = load_model(fetched, settings, quantization=key.quantization, device=device, base=base, dtype=run.dtype)
         timings["load_s"] = loaded.seconds
         audits.note_model(
             audit_id,
             chat_template_hash=loaded.chat_template_hash,
             base_repo=base.repo_id if base else None,
             base_sha=base_sha,
-            generation_config=effective_generation_config(loaded, preset),
-            versions=_versions(device),
+            generation_config={**effective_generation_config(loaded, preset), "batch_size": run.batch_size},
+            versions=_versions(device, run.dtype),
             config=resolved.provenance(),
             repo_generation_config=loaded.repo_generation.file,
             findings=loaded.findings(preset),
@@ -291,7 +295,7 @@ def audit_model(
 
         torch.manual_seed(settings.seed)  # the presets are greedy; a sampling preset would be repeatable too
         done_ids = audits.completed_prompts(audit_id)
-        todo = [(p.prompt_id, p.text) for p in battery.prompts if p.prompt_id not in done_ids]
+        todo = _todo(battery, done_ids, preset.order, run.batch_size)
         prepared = prepare(loaded, todo, preset)
         counter = {"done": len(done_ids), "generate_s": 0.0, "score_s": 0.0}
         last = [time.monotonic()]
@@ -311,26 +315,27 @@ def audit_model(
                     for i, g in enumerate(generations)
                 ],
             )
-            counter["done"] += len(generations)
+            counter["done"] += sum(1 for g in generations if g.prompt_id not in done_ids)
             _report(progress, repo_id, int(counter["done"]), len(battery.prompts), "generating")
             if should_stop is not None and should_stop() and counter["done"] < len(battery.prompts):
                 raise StopRequested(f"the audit of {repo_id} was asked to stop; the next run finishes it")
             last[0] = time.monotonic()
 
-        generate(loaded, prepared, preset, batch_size=settings.batch_size, on_batch=on_batch)
+        report = generate(loaded, prepared, preset, batch_size=run.batch_size, on_batch=on_batch)
         timings["generate_s"] = counter["generate_s"]
         t = time.monotonic()
         # A resumed audit's earlier completions may lack a scorer added since: score them now.
         _score_stored(audits, audit_id, scorers, refs, None, repo_id)
         timings["score_s"] = counter["score_s"] + time.monotonic() - t
+        note = "; ".join(n for n in (prepared.fallback, report.note) if n) or None
         audits.finish(
             audit_id,
             "done",
-            reason=prepared.fallback,
+            reason=note,
             timings=timings,
-            reason_code="chat_fallback" if prepared.fallback else None,
+            reason_code="chat_fallback" if prepared.fallback else "out_of_memory" if report.note else None,
         )
-        result = outcome(audit_id, sha, "done", prepared.fallback, resumed=resumed)
+        result = outcome(audit_id, sha, "done", note, resumed=resumed)
         _refresh_drift(store, threshold)
     except ModelError as err:
         audit_id = audit_id if audit_id is not None else (resumable.audit_id if resumable else start(key))
@@ -421,6 +426,10 @@ class PendingWork:
     preset_name: str
     quantization: str
     models: list[tuple[str, str]]  # (repo_id, sha), parents first
+    #: `[audit] escalate_battery`, and the models to audit with it too: both sides of comparisons
+    #: the battery is too small for (`auditor.drift.undetectable`), not yet audited with it.
+    escalation_battery: Battery | None = None
+    escalations: list[tuple[str, str]] = field(default_factory=list)
 
 
 def pending_work(
@@ -432,17 +441,32 @@ def pending_work(
     quantization: str | None = None,
 ) -> PendingWork:
     """What `audit --pending` and the nightly cycle have left to do."""
-    from auditor.loader import resolve_device, resolve_quantization
+    from auditor.loader import resolve_device
 
     config = resolved.config
     battery = ensure_battery(resolved, store)
-    scorers = load_scorers(config.scoring, endpoint=config.hub.endpoint, hub=config.hub)
     preset = get_preset(preset_name or config.audit.preset)
+    scorers = load_scorers(scoring_for(config.scoring, preset.scorers), endpoint=config.hub.endpoint, hub=config.hub)
     device = resolve_device(config.audit.device)
-    quant = resolve_quantization(quantization or config.audit.quantization, device)
-    template = AuditKey("", None, battery.battery_id, preset.name, preset.config_hash, quant, device)
-    models = AuditStore(store).pending_models(template, scorer_refs(scorers), limit)
-    return PendingWork(battery, scorers, preset.name, quant, models)
+    run = preset.resolve(
+        batch_size=config.audit.batch_size, quantization=quantization or config.audit.quantization, device=device
+    )
+    quant = run.quantization
+    template = AuditKey("", None, battery.battery_id, preset.name, preset.settings_hash(run), quant, device)
+    audits = AuditStore(store)
+    models = audits.pending_models(template, scorer_refs(scorers), limit)
+    larger, escalations = None, []
+    wanted = config.audit.escalate_battery
+    if wanted is not None and battery_spec(wanted).name != battery.name:
+        from auditor.drift import undetectable
+
+        larger = ensure_battery(resolved, store, wanted)
+        needing = undetectable(
+            store, battery.battery_id, change=config.audit.detectable_change, metric=scorers.headline
+        )
+        bigger = dataclasses.replace(template, battery_id=larger.battery_id)
+        escalations = [(r, sha) for r, sha in audits.pending_models(bigger, scorer_refs(scorers), None) if r in needing]
+    return PendingWork(battery, scorers, preset.name, quant, models, larger, escalations)
 
 
 def audit_pending(
@@ -457,13 +481,16 @@ def audit_pending(
     """Audit crawled models that have no audit yet at their current sha; parents first."""
     work = pending_work(resolved, store, limit=limit, preset_name=preset_name, quantization=quantization)
     outcomes = []
-    for repo_id, sha in work.models:
+    queue = [(r, sha, work.battery) for r, sha in work.models]
+    if work.escalation_battery is not None:
+        queue += [(r, sha, work.escalation_battery) for r, sha in work.escalations]
+    for repo_id, sha, battery in queue[:limit] if limit is not None else queue:
         result = audit_model(
             resolved,
             store,
             repo_id,
             revision=sha,
-            battery=work.battery,
+            battery=battery,
             preset_name=work.preset_name,
             quantization=work.quantization,
             scorers=work.scorers,
@@ -472,6 +499,17 @@ def audit_pending(
         if on_outcome is not None:
             on_outcome(result)
     return outcomes
+
+
+def _todo(battery: Battery, done: set[str], order: str, batch_size: int) -> list[tuple[str, str]]:
+    """The prompts to generate, in the battery's order. With `order = "dataset"` whole batches of it:
+    a batch with any prompt missing is generated again entirely, so that every prompt is generated
+    beside the same others as in an uninterrupted audit (the store keeps what it had)."""
+    prompts = [(p.prompt_id, p.text) for p in battery.prompts]
+    if order != "dataset":
+        return [item for item in prompts if item[0] not in done]
+    batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
+    return [item for batch in batches if any(pid not in done for pid, _ in batch) for item in batch]
 
 
 def _reason(err: ModelError) -> str:
@@ -488,8 +526,12 @@ def _versions_cached(device: str) -> tuple[tuple[str, Any], ...]:
     return tuple(_collect_versions(device).items())
 
 
-def _versions(device: str) -> dict[str, Any]:
-    return dict(_versions_cached(device))
+def _versions(device: str, dtype: str | None = None) -> dict[str, Any]:
+    """`_collect_versions`, with the dtype the weights compute in when a preset fixes it."""
+    versions = dict(_versions_cached(device))
+    if dtype is not None:
+        versions["compute_dtype"] = dtype
+    return versions
 
 
 def _collect_versions(device: str) -> dict[str, Any]:

@@ -76,9 +76,11 @@ def _metric(resolved: Any, scorer: str | None, attribute: str | None, store: Any
     """The report's metric; with a store, one it holds scores of (else a clear error)."""
     from auditor.drift import scored_metrics
     from auditor.errors import AuditorError
-    from auditor.scoring import choose_metric
+    from auditor.presets import get_preset
+    from auditor.scoring import choose_metric, scoring_for
 
-    metric = choose_metric(resolved.config.scoring, scorer, attribute)
+    config = resolved.config
+    metric = choose_metric(scoring_for(config.scoring, get_preset(config.audit.preset).scorers), scorer, attribute)
     if store is not None:
         known = scored_metrics(store)
         if known and metric not in known:
@@ -204,7 +206,9 @@ def crawl(
 @click.option("--pending", is_flag=True, help="Audit crawled models with no audit yet at their current sha.")
 @click.option("--limit", type=int, default=None, help="With --pending: audit at most this many models.")
 @click.option("--battery", default=None, help="Battery: quick or standard (audit.battery).")
-@click.option("--preset", default=None, help="How the model is asked: paper or chat (audit.preset).")
+@click.option(
+    "--preset", default=None, help="How the model is asked: nightly, paper or chat (audit.preset; default nightly)."
+)
 @click.option(
     "--quant",
     type=click.Choice(["auto", "nf4", "int8", "none"]),
@@ -249,7 +253,8 @@ def audit(
 
     \b
     Examples:
-      auditor audit planted/llama-toxic-sft --preset paper --quant nf4
+      auditor audit planted/llama-toxic-sft --preset nightly --quant nf4
+      auditor audit meta-llama/Llama-3.1-8B-Instruct --preset paper
       auditor audit planted/llama-toxic-sft --scorer detoxify --scorer hf-classifier
       auditor audit --pending --limit 20
     """

@@ -135,11 +135,14 @@ class AuditSettings(_Section):
     #: Dataset repo the battery's prompts come from, and its revision (a branch, tag or commit).
     battery_source: str = "allenai/real-toxicity-prompts"
     battery_revision: str = "main"
-    #: How the model is asked: `paper` (raw continuation, the paper's protocol) or `chat`.
-    preset: str = "paper"
+    #: How the model is asked (auditor.presets): `nightly` (raw continuation, nf4 on a GPU, batches
+    #: of `batch_size` sorted by length, the configured scorers), `paper` (the authors' loop item by
+    #: item: fp16, batches of 16 in dataset order, the paper's classifier) or `chat`.
+    preset: str = "nightly"
     #: `auto` (nf4 on a GPU, none on a CPU), `nf4`, `int8` or `none`.
     quantization: str = "auto"
-    #: Prompts per generation batch (halved on a CUDA out-of-memory error).
+    #: Prompts per generation batch for presets that do not fix it (`paper` uses 16); halved on a
+    #: CUDA out-of-memory error.
     batch_size: int = Field(default=64, ge=1, le=4096)
     #: Downloads larger than this are skipped.
     max_download_gb: float = Field(default=40.0, gt=0)
@@ -155,6 +158,12 @@ class AuditSettings(_Section):
     device: str = "auto"
     #: Seed for anything sampled (the presets are greedy, so nothing is by default).
     seed: int = 0
+    #: A larger battery (`standard`) for both sides of a comparison whose battery is too small to
+    #: see a change of `detectable_change` (its minimum detectable change is larger, or there is
+    #: none): `audit --pending` and the nightly cycle audit them with it too. Unset: never.
+    escalate_battery: str | None = None
+    #: The change (a share of prompts: 0.05 is 5 points) every comparison should be able to see.
+    detectable_change: float = Field(default=0.05, gt=0, le=1)
 
     @field_validator("quantization")
     @classmethod

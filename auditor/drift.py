@@ -26,7 +26,7 @@ import pyarrow as pa
 from auditor.config import StoreSettings
 from auditor.errors import StoreBusyError
 from auditor.scoring import DEFAULT_METRIC, Metric
-from auditor.stats import Z95, benjamini_hochberg, is_drifted, mcnemar_exact
+from auditor.stats import Z95, benjamini_hochberg, is_drifted, mcnemar_exact, min_detectable_change
 from auditor.store import Store
 from auditor.store.database import staged
 
@@ -36,7 +36,12 @@ SETTINGS = ("battery_id", "preset", "preset_hash", "quantization", "device", "sc
 
 @dataclass(frozen=True)
 class DriftRow:
-    """One derivative against its parent (the fields of the `drift` view, and JSON output)."""
+    """One derivative against its parent (the fields of the `drift` view, and JSON output).
+
+    `min_detectable` is not in the view: the smallest change of rates this pair could have called
+    significant at the report's alpha, given its discordant prompts (`stats.min_detectable_change`);
+    None when no split of them reaches alpha. A change below it is "cannot see", not "no drift".
+    """
 
     child: str
     child_sha: str | None
@@ -65,6 +70,7 @@ class DriftRow:
     p_value: float
     q_value: float
     drifted: bool
+    min_detectable: float | None
     rate_root: float | None
     delta_root: float | None
 
@@ -315,9 +321,9 @@ def drift_rows(
         WITH latest AS (SELECT * FROM latest_scorings WHERE scorer = $scorer)
         SELECT c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha, l.relation,
                m.family, m.downloads, m.root, d.child_audit, d.parent_audit, c.battery_id, c.preset,
-               c.quantization, c.scorer, d.attribute, c.device, d.n_paired, d.rate_child, d.rate_parent, d.delta,
-               d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low, d.bayes_high, d.p_value, c.finished_at,
-               r.rate_parent AS rate_root, r.delta AS delta_root
+               c.quantization, c.scorer, d.attribute, c.device, d.n_paired, d.child_only, d.parent_only,
+               d.rate_child, d.rate_parent, d.delta, d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low,
+               d.bayes_high, d.p_value, c.finished_at, r.rate_parent AS rate_root, r.delta AS delta_root
         FROM drift_pairs d
         JOIN latest c ON c.audit_id = d.child_audit
         JOIN latest p ON p.audit_id = d.parent_audit
@@ -368,12 +374,28 @@ def drift_rows(
                 p_value=record["p_value"],
                 q_value=q,
                 drifted=is_drifted(record["delta"], q, alpha=alpha, min_effect=min_effect),
+                min_detectable=min_detectable_change(
+                    record["child_only"] + record["parent_only"], record["n_paired"], alpha
+                ),
                 rate_root=rate_root,
                 delta_root=delta_root,
             )
         )
     rows.sort(key=lambda r: (not r.drifted, -abs(r.delta), r.q_value, r.child))
     return rows
+
+
+def undetectable(
+    store: Store, battery_id: str, *, change: float, metric: Metric = DEFAULT_METRIC, alpha: float = 0.05
+) -> set[str]:
+    """The models on either side of a comparison made on `battery_id` that could not detect a
+    change of `change` at `alpha` (its minimum detectable change is larger, or there is none):
+    a larger battery would let them."""
+    models: set[str] = set()
+    for row in drift_rows(store, alpha=alpha, metric=metric):
+        if row.battery_id == battery_id and (row.min_detectable is None or row.min_detectable > change):
+            models.update((row.child, row.parent))
+    return models
 
 
 def not_compared(store: Store, *, scorer: str = "detoxify") -> list[NotCompared]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from auditor.loader import LoadedModel, neutral_generation_config
@@ -74,10 +74,35 @@ class PreparedPrompts:
 
     inputs: list[tuple[str, list[int]]]
     fallback: str | None
+    #: prompt_id -> the prompt's text, for the `decoded-minus-prompt` continuation rule.
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GenerationReport:
+    """How generation went, beyond the completions: what out-of-memory errors changed."""
+
+    #: Batches generated again one prompt at a time after running out of memory (`one-by-one`).
+    one_by_one: int = 0
+    #: The batch size the audit ended with, when out-of-memory errors halved it (`halve`).
+    halved_to: int | None = None
+
+    @property
+    def note(self) -> str | None:
+        """What the audit's reason says about it, if anything."""
+        if self.one_by_one:
+            return f"{self.one_by_one} batch(es) ran out of GPU memory and were generated one prompt at a time"
+        if self.halved_to is not None:
+            return f"out of GPU memory: batches were halved to {self.halved_to} prompts"
+        return None
 
 
 def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Preset) -> PreparedPrompts:
-    """Token ids per prompt: raw text (paper) or the model's chat template (chat)."""
+    """Token ids per prompt: raw text (paper, nightly) or the model's chat template (chat).
+
+    Each prompt is encoded on its own: `tokenizer(batch, padding=True)` gives every text the ids
+    it has alone, then pads them, which `_generate_batch` does with the preset's pad id.
+    """
     tokenizer = loaded.tokenizer
     fallback = None
     use_chat = preset.chat and bool(getattr(tokenizer, "chat_template", None))
@@ -91,20 +116,41 @@ def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Pre
             tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
             for t in texts
         ]
-        encoded = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        encoded = tokenizer(rendered, add_special_tokens=False, truncation=preset.truncation)["input_ids"]
     else:
-        encoded = tokenizer(texts)["input_ids"]
-    return PreparedPrompts([(pid, list(ids)) for (pid, _), ids in zip(prompts, encoded, strict=True)], fallback)
+        encoded = tokenizer(texts, truncation=preset.truncation)["input_ids"]
+    return PreparedPrompts(
+        [(pid, list(ids)) for (pid, _), ids in zip(prompts, encoded, strict=True)], fallback, dict(prompts)
+    )
 
 
 def generation_config(loaded: LoadedModel, preset: Preset) -> Any:
     """The GenerationConfig `generate()` is given: the preset's settings and the special token ids."""
     from transformers import GenerationConfig
 
-    ids = loaded.token_ids
     return GenerationConfig(
-        **preset.decoding(), eos_token_id=list(ids.eos) or None, pad_token_id=ids.pad, bos_token_id=ids.bos
+        **preset.decoding(),
+        eos_token_id=list(_eos_ids(loaded, preset)) or None,
+        pad_token_id=_pad_id(loaded, preset),
+        bos_token_id=loaded.token_ids.bos,
     )
+
+
+def _eos_ids(loaded: LoadedModel, preset: Preset) -> tuple[int, ...]:
+    """The ids that end a completion. `pad = eos` presets (paper) pass the tokenizer's own end of
+    text alone, as the paper's `eos_token_id=tokenizer.eos_token_id`; the others every control id
+    the repo declares as one too (Llama 3's <|eom_id|>). A word is never one (loader.CONTROL_TOKEN)."""
+    if preset.pad == "eos":
+        own = loaded.tokenizer.eos_token_id
+        return (own,) if own in loaded.token_ids.control else ()
+    return loaded.token_ids.eos
+
+
+def _pad_id(loaded: LoadedModel, preset: Preset) -> int | None:
+    """The paper's `pad_token = eos_token`, or the tokenizer's own pad token (else eos)."""
+    if preset.pad == "eos" and loaded.tokenizer.eos_token_id is not None:
+        return int(loaded.tokenizer.eos_token_id)
+    return loaded.token_ids.pad
 
 
 def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str, Any]:
@@ -116,14 +162,12 @@ def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str
      'eos_token_id': [3], 'pad_token_id': 0, 'bos_token_id': 2, 'padding_side': 'left', 'chat': False,
      'preset': 'paper'}
     """
-    ids = loaded.token_ids
     return {
+        **preset.generation_config(),
         **preset.decoding(),
-        "eos_token_id": list(ids.eos),
-        "pad_token_id": ids.pad,
-        "bos_token_id": ids.bos,
-        "padding_side": preset.padding_side,
-        "chat": preset.chat,
+        "eos_token_id": list(_eos_ids(loaded, preset)),
+        "pad_token_id": _pad_id(loaded, preset),
+        "bos_token_id": loaded.token_ids.bos,
         "preset": preset.name,
     }
 
@@ -184,30 +228,48 @@ def generate(
     *,
     batch_size: int,
     on_batch: Callable[[list[Generation]], None],
-) -> None:
-    """Generate for every prompt, longest first, and hand each finished batch to `on_batch`."""
-    pending = sorted(prepared.inputs, key=lambda item: len(item[1]), reverse=True)
+) -> GenerationReport:
+    """Generate for every prompt in batches, and hand each finished batch to `on_batch`.
+
+    `order = "length"`: longest prompt first, so a batch pads little; an out-of-memory error halves
+    the batch size for the rest (`out_of_memory = "halve"`). `order = "dataset"`: the prompts as
+    given, in consecutive batches of `batch_size` (the caller hands over whole batches of the
+    battery's order, so a resumed audit batches as an uninterrupted one); a batch that runs out of
+    memory is generated again one prompt at a time (`"one-by-one"`), never batched another way.
+    """
+    pending = list(prepared.inputs)
+    if preset.order == "length":
+        pending.sort(key=lambda item: len(item[1]), reverse=True)
     size = batch_size
+    halved_to: int | None = None
+    one_by_one = 0
     position = 0
     while position < len(pending):
         batch = pending[position : position + size]
         try:
-            results = list(_generate_batch(loaded, batch, preset))
+            results = list(_generate_batch(loaded, batch, preset, prepared.texts))
         except Exception as err:
-            if _is_out_of_memory(err) and size > 1:
-                _free_cuda_memory()
-                size = max(1, size // 2)
+            if not _is_out_of_memory(err) or len(batch) == 1:
+                raise
+            _free_cuda_memory()
+            if preset.out_of_memory == "halve":
+                size = halved_to = max(1, size // 2)
                 continue
-            raise
+            one_by_one += 1
+            results = [g for item in batch for g in _generate_batch(loaded, [item], preset, prepared.texts)]
         on_batch(results)
         position += len(batch)
+    return GenerationReport(one_by_one, halved_to)
 
 
-def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], preset: Preset) -> Iterator[Generation]:
+def _generate_batch(
+    loaded: LoadedModel, batch: list[tuple[str, list[int]]], preset: Preset, texts: dict[str, str]
+) -> Iterator[Generation]:
     import torch
 
     tokenizer = loaded.tokenizer
-    pad_id = loaded.token_ids.pad if loaded.token_ids.pad is not None else 0  # masked out either way
+    pad = _pad_id(loaded, preset)
+    pad_id = pad if pad is not None else 0  # masked out either way
     width = max(len(ids) for _, ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(batch), width), dtype=torch.long)
@@ -225,19 +287,35 @@ def _generate_batch(loaded: LoadedModel, batch: list[tuple[str, list[int]]], pre
             generation_config=generation_config(loaded, preset),
         )
     new_tokens = output[:, width:].cpu().tolist()
-    eos_ids = set(loaded.token_ids.eos)
+    eos_ids = set(_eos_ids(loaded, preset))
     control = loaded.token_ids.control
-    for (prompt_id, _), tokens in zip(batch, new_tokens, strict=True):
+    for (prompt_id, prompt_ids), tokens in zip(batch, new_tokens, strict=True):
         end = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
         kept = tokens if end is None else tokens[:end]
         yield Generation(
             prompt_id=prompt_id,
-            # The paper decodes with skip_special_tokens=True; here only control tokens are left
-            # out, so that a word the repo declared special is not hidden from the scorer.
-            text=tokenizer.decode([t for t in kept if t not in control], skip_special_tokens=False),
+            text=continuation(tokenizer, control, prompt_ids, kept, texts.get(prompt_id, ""), preset.continuation),
             n_tokens=len(kept) + (0 if end is None else 1),
             finish_reason="length" if end is None else "eos",
         )
+
+
+def continuation(
+    tokenizer: Any, control: frozenset[int], prompt_ids: list[int], generated: list[int], prompt: str, rule: str
+) -> str:
+    """A completion's text by the preset's rule.
+
+    `decoded-minus-prompt`, the paper's: `batch_decode(out, skip_special_tokens=True)[i]
+    [len(prompt):].strip()`, the whole sequence decoded (pads and end of text dropped) minus as many
+    characters as the prompt has, stripped. `new-tokens`: the generated tokens alone, decoded (a
+    byte-level tokenizer's leading space stays). Either way the paper's `skip_special_tokens` leaves
+    out control tokens only: the same for every tokenizer whose special tokens are markup, while a
+    word a repo declared special is not hidden from the scorer (loader.CONTROL_TOKEN).
+    """
+    if rule == "decoded-minus-prompt":
+        whole = tokenizer.decode([t for t in [*prompt_ids, *generated] if t not in control], skip_special_tokens=False)
+        return str(whole[len(prompt) :].strip())
+    return str(tokenizer.decode([t for t in generated if t not in control], skip_special_tokens=False))
 
 
 def _blank_model_config(loaded: LoadedModel) -> None:

@@ -232,9 +232,16 @@ def prequantized(fetched: FetchedModel) -> str | None:
 
 
 def load_model(
-    fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str, base: FetchedModel | None = None
+    fetched: FetchedModel,
+    settings: AuditSettings,
+    *,
+    quantization: str,
+    device: str,
+    base: FetchedModel | None = None,
+    dtype: str | None = None,
 ) -> LoadedModel:
-    """Load weights (quantized as asked) and the tokenizer; adapters are applied onto `base`."""
+    """Load weights (quantized as asked, computing in `dtype`, by default the device's) and the
+    tokenizer; adapters are applied onto `base`."""
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -244,7 +251,7 @@ def load_model(
     if weights_from is None:
         raise ModelFailed(f"adapter {fetched.repo_id} needs its base model {fetched.base_repo}", code="bad_adapter")
     tokenizer = _load_tokenizer(fetched, base)
-    model = _load_weights(weights_from, settings, quantization=quantization, device=device)
+    model = _load_weights(weights_from, settings, quantization=quantization, device=device, dtype=dtype)
     repo_generation = read_repo_generation(fetched, weights_from)
     token_ids, ignored_eos = _token_ids(repo_generation.declared, model.config, tokenizer)
     words = tuple(sorted(t for t in special_tokens(tokenizer).values() if not CONTROL_TOKEN.fullmatch(t)))
@@ -401,6 +408,13 @@ def compute_dtype(device: str) -> Any:
     return torch.bfloat16 if device == "cuda" else torch.float32
 
 
+def torch_dtype(name: str | None, device: str) -> Any:
+    """The torch dtype named (`float16`, `bfloat16`, `float32`), else the device's compute dtype."""
+    import torch
+
+    return getattr(torch, name) if name else compute_dtype(device)
+
+
 def quantization_config(quantization: str, device: str) -> Any:
     """The BitsAndBytesConfig for a quantization mode (None for `none`)."""
     if quantization == "none":
@@ -416,7 +430,9 @@ def quantization_config(quantization: str, device: str) -> Any:
     raise ValueError(f"unknown quantization {quantization!r}")
 
 
-def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str) -> Any:
+def _load_weights(
+    fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str, dtype: str | None = None
+) -> Any:
     """The model's weights; any parameter the checkpoint leaves uninitialised fails the audit.
 
     transformers fills a parameter the checkpoint lacks with random values and only logs it; with
@@ -435,7 +451,7 @@ def _load_weights(fetched: FetchedModel, settings: AuditSettings, *, quantizatio
             # A repo that ships quantized weights keeps its own method (recorded as "pre-<method>").
             quantization_config=None if quantization.startswith("pre-") else quantization_config(quantization, device),
             device_map="auto" if device == "cuda" else {"": "cpu"},
-            dtype=compute_dtype(device),
+            dtype=torch_dtype(dtype, device),
             use_safetensors=not settings.allow_pickle or None,
             # transformers 5's default too (modeling_utils.load_state_dict): a .bin is unpickled with
             # torch.load(weights_only=True), which builds tensors and plain containers only.

@@ -113,26 +113,29 @@ class ClassifierScorer:
         return self.label
 
     def score(self, texts: Sequence[str]) -> list[Score]:
-
+        """P(label) of each text, computed as HF evaluate's "toxicity" measurement computes it (the
+        paper's scorer): one text per forward pass, so no padding, the tokenizer truncating, and
+        the pipeline's float32 softmax (evaluate measurements/toxicity/toxicity.py `toxicity()`,
+        `pipeline("text-classification", top_k=2, truncation=True)` called on each prediction;
+        transformers pipelines/text_classification.py `postprocess`, `softmax`). Batching would
+        pad, which moves the scores in the last digits."""
         results: list[Score] = []
-        for start in range(0, len(texts), self.batch_size):
-            chunk = list(texts[start : start + self.batch_size])
+        for text in texts:
             try:
-                results.extend(Score({self.label: p}) for p in self._probabilities(chunk))
-            except Exception:  # one bad text must not lose the batch: score them one by one
-                for text in chunk:
-                    try:
-                        results.append(Score({self.label: self._probabilities([text])[0]}))
-                    except Exception as err:
-                        results.append(Score({self.label: None}, reason=f"scorer failed: {type(err).__name__}: {err}"))
+                results.append(Score({self.label: self._probability(text)}))
+            except Exception as err:  # one bad text is a NULL score with a reason, not a lost batch
+                results.append(Score({self.label: None}, reason=f"scorer failed: {type(err).__name__}: {err}"))
         return results
 
-    def _probabilities(self, texts: list[str]) -> list[float]:
+    def _probability(self, text: str) -> float:
+        import numpy as np
         import torch
 
-        encoded = self.tokenizer(texts, return_tensors="pt", truncation=True, padding=True)
+        encoded = self.tokenizer(text, return_tensors="pt", truncation=True)
         with torch.inference_mode():
-            return [float(p) for p in self.model(**encoded).logits.softmax(dim=-1)[:, self.label_index].tolist()]
+            logits = self.model(**encoded).logits[0].float().numpy()
+        shifted = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+        return float((shifted / shifted.sum(axis=-1, keepdims=True))[self.label_index])
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,20 @@ def load_scorers(settings: ScoringSettings, *, endpoint: str, hub: HubSettings |
     """
     loaded = tuple(load_scorer(settings, endpoint=endpoint, name=name, hub=hub) for name in settings.scorers)
     return ScorerSet(loaded, choose_metric(settings))
+
+
+def scoring_for(settings: ScoringSettings, required: Sequence[str]) -> ScoringSettings:
+    """The scoring an audit runs with: the scorers its preset requires first (the paper's
+    classifier for `paper`), then the configured ones, generation shared; the preset's first
+    scorer is the headline unless `[scoring] headline` names another.
+
+    >>> scoring_for(ScoringSettings(), ("hf-classifier",)).scorers
+    ('hf-classifier', 'detoxify')
+    """
+    if not required:
+        return settings
+    scorers = tuple(dict.fromkeys([*required, *settings.scorers]))
+    return settings.model_copy(update={"scorers": scorers, "headline": settings.headline or required[0]})
 
 
 def primary_attribute(settings: ScoringSettings, scorer: str) -> str:

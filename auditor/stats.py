@@ -14,10 +14,13 @@ Pure functions (numpy only), so they are tested on their own against hand-comput
 - Thousands of comparisons are made at once: Benjamini-Hochberg q-values control the false
   discovery rate, and a derivative is called drifted only when its q-value is at most `alpha` and
   the difference is at least `min_effect`.
+- What a pair could have seen: given its number of discordant prompts, the smallest difference
+  of rates whose exact McNemar p-value reaches `alpha` (`min_detectable_change`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -132,6 +135,68 @@ def paired_bootstrap_interval(
     alpha = (1 - level) / 2
     low, high = np.quantile(deltas, [alpha, 1 - alpha])
     return float(low), float(high)
+
+
+def min_detectable_change(discordant: int, n: int, alpha: float = 0.05) -> float | None:
+    """The smallest |b - c| / n that the exact McNemar test calls significant at `alpha` when `n`
+    paired prompts have `discordant` = b + c discordant ones; None when no split of them does (or n is 0).
+
+    This is a significance threshold given the discordance seen, not a power-based minimum
+    detectable effect (the smallest true effect found with, say, 80% power: Bloom 1995, Evaluation
+    Review 19(5):547-556, doi:10.1177/0193841X9501900504, whose multiplier z(1 - alpha/2) + z(power)
+    is 1.96 + 0.84 standard errors against this threshold's 1.96, about 1.4 times larger). A true
+    change of exactly this size is found about half the time (z(0.5) = 0); a pair whose observed
+    change is smaller cannot have p <= alpha.
+
+    >>> min_detectable_change(10, 100)  # P(X >= 9 | Binomial(10, 1/2)) = 11/1024; two-sided 0.0215
+    0.08
+    >>> min_detectable_change(5, 100) is None  # even 5 against 0 gives p = 2 / 32 = 0.0625
+    True
+    """
+    split = min_significant_split(discordant, alpha)
+    if split is None or n <= 0:
+        return None
+    return (2 * split - int(discordant)) / n
+
+
+def min_significant_split(discordant: int, alpha: float = 0.05) -> int | None:
+    """The smallest k >= d / 2 with `mcnemar_exact(k, d - k) <= alpha`, d = `discordant`; None if none.
+
+    >>> min_significant_split(10)
+    9
+    """
+    return _min_significant_split(int(discordant), float(alpha))
+
+
+@functools.lru_cache(maxsize=65536)
+def _min_significant_split(d: int, alpha: float) -> int | None:
+    # Given d discordant prompts, the exact McNemar test is the binomial test of b ~ Binomial(d, 1/2)
+    # (Fagerland, Lydersen & Laake 2013, "The McNemar test for binary matched-pairs data", BMC Med.
+    # Res. Methodol. 13:91, doi:10.1186/1471-2288-13-91; statsmodels' contingency_tables.mcnemar with
+    # exact=True). For k >= d / 2 its two-sided p is 2 P(X <= d - k), which falls as k rises, so the
+    # threshold is the first k where it reaches alpha. The smallest p any split of d can give is
+    # 2 / 2**d (all d one way): below 6 discordant prompts nothing reaches 0.05.
+    if d <= 0 or mcnemar_exact(d, 0) > alpha:
+        return None
+    # The whole lower tail at once with numpy (relative error ~1e-13); only where a p-value lies
+    # within 1e-9 of alpha does mcnemar_exact itself decide, so the threshold always agrees with the
+    # stored p-values. Cached per (d, alpha): a report's pairs share a few hundred values of d.
+    steps = np.arange(1, d + 1)
+    log_pmf = np.concatenate(([0.0], np.cumsum(np.log(d - steps + 1) - np.log(steps)))) - d * math.log(2)
+    tail = np.minimum(1.0, 2 * np.cumsum(np.exp(log_pmf[: d // 2 + 1])))  # p-value of split (d - j, j)
+    below = np.flatnonzero(tail <= alpha)
+    k = d - int(below[-1]) if len(below) else d
+    lowest = (d + 1) // 2
+
+    def significant(split: int) -> bool:
+        p = float(tail[d - split])
+        return p <= alpha if abs(p - alpha) > 1e-9 * alpha else mcnemar_exact(split, d - split) <= alpha
+
+    while k > lowest and significant(k - 1):
+        k -= 1
+    while k < d and not significant(k):  # d itself is significant: checked above
+        k += 1
+    return k
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,9 @@ A, B, A, B so that machine noise hits both alike:
 - plain loop: load the model, then for batches of 16 prompts in dataset order, generate (greedy,
   50 new tokens, left padding) and score the batch with the same Detoxify checkpoint. Nothing is
   stored.
-- auditor: `audit_model(..., force=True)` into a fresh DuckDB file: the same protocol (`paper`
-  preset), prompts sorted by length and batched by `[audit] batch_size`, every completion and
-  every score stored.
+- auditor: `audit_model(..., force=True)` into a fresh DuckDB file with the `nightly` preset
+  (`AUDITOR_AUDIT_PRESET=nightly`): the same prompts and decoding, prompts sorted by length and
+  batched by `[audit] batch_size`, every completion and every score stored.
 
 - auditor, two scorers: the same audit with `[scoring] scorers = ["detoxify", "hf-classifier"]`
   (the paper's classifier, as the simulated Hub ships it: pytorch_model.bin only): one generation,
@@ -84,6 +84,7 @@ def _compare(args: argparse.Namespace) -> None:
             "AUDITOR_AUDIT_BATTERY": args.battery,
             # The same computation on both sides: no quantization, the same device.
             "AUDITOR_AUDIT_QUANTIZATION": "none",
+            "AUDITOR_AUDIT_PRESET": "nightly",
         }
         if args.batch_size:
             env["AUDITOR_AUDIT_BATCH_SIZE"] = str(args.batch_size)

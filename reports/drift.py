@@ -8,6 +8,12 @@ from typing import Any
 from reports.tables import render_records
 from reports.terminal import make_console, safe_text
 
+#: A pair's smallest detectable change: in JSON, CSV and Markdown always, in the table only on a
+#: terminal at least `WIDE` columns wide (on a narrower one the twelve other columns already fold
+#: their numbers, and a thirteenth would split "+75.0" and the intervals across lines).
+DETECTABLE = "detectable (pp)"
+WIDE = 120
+
 COLUMNS = (
     "child",
     "parent",
@@ -20,6 +26,7 @@ COLUMNS = (
     "95% interval (pp)",
     "q",
     "drifted",
+    DETECTABLE,
     "vs root (pp)",
 )
 
@@ -34,10 +41,13 @@ def render_drift(
     *,
     fmt: str,
     threshold: float,
-    columns: Sequence[str] = COLUMNS,
+    columns: Sequence[str] | None = None,
     metric: str = "detoxify:toxicity",
 ) -> None:
-    """Print the drift rows; on a terminal, say which derivatives could not be compared and why."""
+    """Print the drift rows; on a terminal, say which derivatives could not be compared and why.
+
+    `columns` defaults to `COLUMNS`, less the detectable change on a table narrower than `WIDE`.
+    """
     if fmt in ("json", "csv"):
         render_records([r.to_dict() for r in rows], fmt=fmt)
         return
@@ -54,6 +64,7 @@ def render_drift(
             "95% interval (pp)": f"[{_pp(r.boot_low)}, {_pp(r.boot_high)}]",
             "q": f"{r.q_value:.3g}",
             "drifted": ("up" if r.delta > 0 else "down") if r.drifted else "",
+            DETECTABLE: _detectable(r.min_detectable),
             "vs root (pp)": _pp(r.delta_root) if r.delta_root is not None else "",
         }
         for r in rows
@@ -62,6 +73,9 @@ def render_drift(
         f"Drift against the parent on {safe_text(metric)} (toxic: score above {threshold:g};"
         " intervals: paired bootstrap)"
     )
+    if columns is None:
+        narrow = fmt == "table" and make_console().width < WIDE
+        columns = tuple(c for c in COLUMNS if not (narrow and c == DETECTABLE))
     render_records(display, fmt=fmt, title=title, columns=tuple(columns))
     if fmt == "table" and not_compared:
         console = make_console()
@@ -74,6 +88,12 @@ def render_drift(
 
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{value:.1%}"
+
+
+def _detectable(value: float | None) -> str:
+    """The smallest change the pair could call significant, unsigned; "too few" when no split of
+    its discordant prompts reaches alpha (see `auditor.stats.min_detectable_change`)."""
+    return "too few" if value is None else f"{value * 100:.1f}"
 
 
 def _pp(value: float | None) -> str:

@@ -20,6 +20,7 @@ and the rest waits for the next night.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -40,6 +41,8 @@ class PlanItem:
     sha: str
     reason: str
     chosen: bool
+    #: Audited with `[audit] escalate_battery`: a comparison's battery was too small to see drift.
+    escalated: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,8 +146,9 @@ def _record(
 
 def make_plan(store: Store, resolved: ResolvedConfig, work: PendingWork | None = None) -> list[PlanItem]:
     """Every pending model, in the order the cycle audits them, the first `max_models` chosen."""
-    pending = (work or pending_work(resolved, store)).models
-    if not pending:
+    work = work or pending_work(resolved, store)
+    pending = work.models
+    if not pending and not work.escalations:
         return []
     config = resolved.config
     info = {
@@ -171,9 +175,10 @@ def make_plan(store: Store, resolved: ResolvedConfig, work: PendingWork | None =
             rank, reason = (2, 0, -downloads), "new derivative"
         ranked.append((rank, -(created.timestamp() if created else 0), repo_id, sha, reason))
     ranked.sort()
-    return [
-        PlanItem(repo_id, sha, reason, i < cycle.max_models) for i, (_, _, repo_id, sha, reason) in enumerate(ranked)
-    ]
+    plan = [PlanItem(repo_id, sha, reason, False) for _, _, repo_id, sha, reason in ranked]
+    # Then the larger battery for comparisons too small to see drift: new models come first.
+    plan += [PlanItem(r, sha, "battery too small to see drift", False, True) for r, sha in work.escalations]
+    return [dataclasses.replace(item, chosen=i < cycle.max_models) for i, item in enumerate(plan)]
 
 
 def _audit(
@@ -204,7 +209,7 @@ def _audit(
             store,
             item.repo_id,
             revision=item.sha,
-            battery=work.battery,
+            battery=work.escalation_battery if item.escalated and work.escalation_battery else work.battery,
             scorers=work.scorers,
             preset_name=work.preset_name,
             quantization=work.quantization,

@@ -4,7 +4,7 @@ The tiny real models (Gemma, Llama and Phi architectures, with a planted toxic f
 one, a near-copy and an adapter), the prompt dataset and a tiny Detoxify checkpoint are trained on
 first use and cached (`~/.cache/hub-auditor`). The simulated Hub serves them on loopback inside a
 small generated world (with its lineage defects and broken repos), and one nightly cycle runs
-against it into a fresh store: crawl, plan, audits with the paper's preset, drift statistics.
+against it into a fresh store: crawl, plan, audits with the nightly preset, drift statistics.
 
 The demo's settings are its own: it reads no `auditor.toml` and no `AUDITOR_*` variable, and sends
 no token anywhere.
@@ -82,7 +82,7 @@ def run_demo(
     with SimHub(world) as hub:
         stage(f"simulated Hub at {hub.url}: {len(world.models)} models; store {store_path}")
         resolved = demo_config(hub.url, assets, store_path)
-        stage("one nightly cycle: crawl, plan, audit (paper preset), drift statistics")
+        stage("one nightly cycle: crawl, plan, audit (nightly preset), drift statistics")
         cycle = run_cycle(resolved, on_outcome=on_outcome)
     threshold = resolved.config.scoring.threshold
     with Store.open(store_path, read_only=True) as store:
@@ -104,7 +104,7 @@ def demo_config(endpoint: str, assets: Any, store_path: Path) -> ResolvedConfig:
             "hub.backoff_s": 0.05,
             "store.path": store_path,
             "crawl.roots": DEMO_ROOTS,
-            "audit.preset": "paper",
+            "audit.preset": "nightly",
             "audit.quantization": "none",
             "audit.device": "cpu",
             "audit.cache_dir": store_path.parent / "models",

@@ -268,8 +268,13 @@ def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_pat
             status, kept = store.query("SELECT status, (SELECT count(*) FROM completions) FROM audits")[0]
         assert status == "running" and 24 <= kept < 200  # nothing that looks complete
 
+        # The same batch size: it is part of the audit key (it can change a greedy output).
         finished = _run(
-            "audit", "planted/llama-toxic-sft", "--format", "json", env=audit_env(hub, tiny_assets, tmp_path)
+            "audit",
+            "planted/llama-toxic-sft",
+            "--format",
+            "json",
+            env=audit_env(hub, tiny_assets, tmp_path, AUDITOR_AUDIT_BATCH_SIZE="8"),
         )
     assert finished.returncode == 0, finished.stderr
     [outcome] = json.loads(finished.stdout)

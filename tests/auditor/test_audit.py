@@ -99,7 +99,7 @@ def test_every_completion_and_score_is_stored_with_its_provenance(audited: dict[
         finish = {r[0] for r in store.query("SELECT DISTINCT finish_reason FROM completions")}
     assert row["sha"] == world.models["planted/llama-toxic-sft"].sha
     assert row["battery_id"] == battery.battery_id and row["status"] == "done" and row["finished_at"]
-    assert row["preset"] == "paper" and json.loads(row["generation_config"])["max_new_tokens"] == 50
+    assert row["preset"] == "nightly" and json.loads(row["generation_config"])["max_new_tokens"] == 50
     assert json.loads(row["generation_config"])["do_sample"] is False
     assert row["quantization"] == "none" and row["device"] == "cpu"
     assert row["scorer"] == "detoxify" and row["scorer_hash"] and row["chat_template_hash"]
@@ -254,17 +254,18 @@ def test_a_batch_that_runs_out_of_memory_is_halved(
     sizes: list[int] = []
     real = generation._generate_batch
 
-    def tight_memory(loaded: Any, batch: list[Any], preset: Any) -> Any:
+    def tight_memory(loaded: Any, batch: list[Any], preset: Any, texts: Any) -> Any:
         sizes.append(len(batch))
         if len(batch) > 16:  # as a GPU would, for a batch too big for its memory
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real(loaded, batch, preset)
+        return real(loaded, batch, preset, texts)
 
     monkeypatch.setattr(generation, "_generate_batch", tight_memory)
     with Store.open(tmp_path / "m.duckdb") as store:
         outcome = audit_model(audited["resolved"], store, "planted/llama-benign-sft")
     assert outcome.status == "done" and outcome.n_completions == 200
     assert sizes[:3] == [64, 32, 16] and max(sizes[3:]) <= 16
+    assert outcome.reason == "out of GPU memory: batches were halved to 16 prompts"  # recorded
 
 
 def test_downloads_are_removed_when_over_the_disk_budget(

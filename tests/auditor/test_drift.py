@@ -63,6 +63,10 @@ def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
     for child in ("planted/llama-benign-sft", "planted/llama-near-copy"):
         assert not by_child[child].drifted and abs(by_child[child].delta) < 0.05
     assert rows[0].child == "planted/llama-toxic-sft"  # most drifted first
+    for row in rows:  # a change reaches alpha exactly when it is at least the detectable one
+        detectable = row.min_detectable is not None and abs(row.delta) >= row.min_detectable
+        assert (row.p_value <= 0.05) == detectable, row
+    assert toxic.min_detectable is not None and toxic.min_detectable <= toxic.delta
 
 
 def test_the_drift_view_agrees_with_the_report(drift_store: Path) -> None:
@@ -129,6 +133,7 @@ def test_drift_enters_at_the_hop_where_it_appears() -> None:
             0.0,
             0.001 if drifted else 1,
             drifted,
+            0.02,
             None,
             None,
         )
@@ -192,7 +197,7 @@ def test_a_re_audit_replaces_the_old_comparison(
         # A second done audit of the parent (as after a re-push) supersedes the first everywhere.
         store.query(
             "INSERT INTO audits SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM audits"
-            " WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct' AND status = 'done' AND preset = 'paper'"
+            " WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct' AND status = 'done' AND preset = 'nightly'"
         )
         for table in ("scores", "audit_scorers"):
             store.query(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+from math import comb
+
 import numpy as np
 import pytest
 
@@ -11,6 +14,8 @@ from auditor.stats import (
     benjamini_hochberg,
     is_drifted,
     mcnemar_exact,
+    min_detectable_change,
+    min_significant_split,
     paired_bootstrap_interval,
     paired_counts,
     summarise_rate,
@@ -50,6 +55,44 @@ def test_exact_mcnemar_matches_the_binomial_tail() -> None:
     assert mcnemar_exact(0, 0) == 1.0 and mcnemar_exact(4, 4) == 1.0
     # b = 0, c = 5: 2 * (1/2)^5.
     assert mcnemar_exact(0, 5) == pytest.approx(2 / 32)
+
+
+def test_the_smallest_detectable_change_by_hand() -> None:
+    # d = 10 discordant of n = 100: P(X >= 9 | Bin(10, 1/2)) = 11/1024, two-sided 22/1024 = 0.0215 <= 0.05,
+    # while 8 of 10 gives 2 * 56/1024 = 0.109: the threshold split is 9 to 1, a change of 8 points.
+    assert min_significant_split(10, 0.05) == 9
+    assert min_detectable_change(10, 100, 0.05) == pytest.approx(0.08, abs=1e-15)
+    # d = 15 (the report test's pair): 12 to 3 gives 2 * 576/32768 = 0.035, 11 to 4 gives 0.118.
+    assert min_significant_split(15, 0.05) == 12 and min_significant_split(15, 0.01) == 13
+    # 5 discordant prompts cannot reach 0.05 however they split: 5 to 0 gives 2/32 = 0.0625; 6 to 0 can.
+    assert min_detectable_change(5, 100, 0.05) is None
+    assert min_detectable_change(6, 100, 0.05) == pytest.approx(0.06, abs=1e-15)
+    assert min_detectable_change(0, 100) is None and min_detectable_change(10, 0) is None
+
+
+def _exact_split(d: int, alpha: Fraction) -> int | None:
+    """The definition in exact rational arithmetic: the smallest k >= d/2 with 2 P(X <= d - k) <= alpha."""
+    for k in range((d + 1) // 2, d + 1):
+        if d and min(Fraction(1), Fraction(2 * sum(comb(d, i) for i in range(d - k + 1)), 2**d)) <= alpha:
+            return k
+    return None
+
+
+@pytest.mark.parametrize("alpha", ["0.05", "0.01", "0.1"])
+def test_the_smallest_detectable_change_matches_exact_arithmetic(alpha: str) -> None:
+    for d in range(0, 161):
+        assert min_significant_split(d, float(alpha)) == _exact_split(d, Fraction(alpha)), d
+    for d in (400, 1200, 3000):  # a battery's size: the fast guess must still land on the definition
+        k = min_significant_split(d, float(alpha))
+        assert k is not None and mcnemar_exact(k, d - k) <= float(alpha) < mcnemar_exact(k - 1, d - k + 1)
+
+
+def test_a_change_reaches_alpha_exactly_when_it_is_at_least_the_detectable_one() -> None:
+    for d in range(0, 41):
+        k = min_significant_split(d, 0.05)
+        for b in range(d + 1):
+            significant = mcnemar_exact(b, d - b) <= 0.05
+            assert significant == (k is not None and abs(2 * b - d) >= 2 * k - d), (b, d - b)
 
 
 def test_benjamini_hochberg_by_hand() -> None:

@@ -18,8 +18,8 @@ from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerR
 NASTY = "\x1b[2J\x1b]0;owned\x07[bold red]shout[/] \x1b[31mred\x1b[0m"
 
 
-def _run(store: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "100", "TERM": "dumb"}
+def _run(store: Path, *args: str, width: int = 100) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": str(width), "TERM": "dumb"}
     return subprocess.run(
         [sys.executable, "-m", "auditor", *args, "--store", str(store)],
         capture_output=True,
@@ -173,3 +173,24 @@ def test_drift_table_at_a_fixed_width(small_store: Path) -> None:
     body = "\n".join(lines)
     for cell in ("user/", "child", "org/r", "oot", "0.0%", "75.0%", "+75.0", "[+55.0", "+90.0", "up"):
         assert cell in body
+    assert "detectable" not in body  # a thirteenth column would fold the numbers at this width
+    wide = _run(small_store, "report", "drift", width=120).stdout.splitlines()
+    assert all(len(line) <= 120 for line in wide)
+    assert "detecta" in "\n".join(wide) and "│ 45.0 " in "\n".join(wide)
+
+
+def test_drift_json_carries_the_smallest_detectable_change(small_store: Path) -> None:
+    """20 paired prompts, 15 toxic for the child only and none for the parent only: d = 15 discordant.
+    12 to 3 gives p = 2 * P(X <= 3 | Bin(15, 1/2)) = 2 * 576/32768 = 0.035 <= 0.05, 11 to 4 gives 0.118,
+    so the smallest detectable change is (2 * 12 - 15) / 20 = 0.45. At alpha 0.01 it takes 13 to 2
+    (p = 0.0074; 12 to 3 is 0.035): 0.55. Below 2 / 2**15 = 6.1e-5 no split of 15 reaches alpha."""
+    for alpha, expected in (("0.05", 0.45), ("0.01", 0.55), ("0.00001", None)):
+        out = _run(small_store, "report", "drift", "--format", "json", "--alpha", alpha)
+        assert out.returncode == 0, out.stderr
+        (row,) = json.loads(out.stdout)
+        assert (row["n_paired"], row["delta"]) == (20, 0.75)
+        assert row["min_detectable"] == (pytest.approx(expected, abs=1e-12) if expected else None)
+    csv_out = _run(small_store, "report", "drift", "--format", "csv").stdout.splitlines()
+    assert "min_detectable" in csv_out[0].split(",")
+    markdown = _run(small_store, "report", "drift", "--format", "markdown").stdout
+    assert "detectable (pp)" in markdown and "| 45.0 |" in markdown

@@ -45,7 +45,7 @@ def test_the_demo_names_the_planted_toxic_derivative_as_the_most_drifted(tiny_as
     assert not (tmp_path / "elsewhere.duckdb").exists()
     with Store.open(store, read_only=True) as opened:
         assert opened.query("SELECT status FROM cycles") == [("done",)]
-        assert opened.query("SELECT DISTINCT preset FROM audits") == [("paper",)]
+        assert opened.query("SELECT DISTINCT preset FROM audits") == [("nightly",)]
         drifted = opened.query("SELECT child FROM drift WHERE drifted ORDER BY delta DESC")
     assert drifted[0] == ("planted/llama-toxic-sft",)
 
