@@ -127,13 +127,6 @@ def resolve_device(setting: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def resolve_quantization(setting: str, device: str) -> str:
-    """`auto` is nf4 on a GPU (the memory win is what lets big models fit) and none on a CPU."""
-    if setting != "auto":
-        return setting
-    return "nf4" if device == "cuda" else "none"
-
-
 def is_adapter(repo: RepoFiles) -> bool:
     """Whether a repo is an adapter (an `adapter_config.json` at its top level), as `fetch_model` decides."""
     return "adapter_config.json" in repo.files

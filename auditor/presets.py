@@ -121,11 +121,6 @@ class Preset:
         """The hash in the audit key (`audits.preset_hash`): the preset's settings as they run."""
         return settings_hash(self, run)
 
-    @property
-    def config_hash(self) -> str:
-        """The hash of the preset's own fields (settings that do not depend on the machine)."""
-        return hashlib.sha256(json.dumps(self.generation_config(), sort_keys=True).encode()).hexdigest()[:16]
-
 
 @dataclass(frozen=True)
 class RunSettings:
