@@ -26,12 +26,13 @@ import pyarrow as pa
 from auditor.config import StoreSettings
 from auditor.errors import StoreBusyError
 from auditor.scoring import DEFAULT_METRIC, Metric
-from auditor.stats import Z95, benjamini_hochberg, is_drifted, mcnemar_exact, min_detectable_change
+from auditor.stats import Z95, mcnemar_exact, min_detectable_change
 from auditor.store import Store
 from auditor.store.database import staged
 
-#: What two scored audits must share to be compared.
-SETTINGS = ("battery_id", "preset", "preset_hash", "quantization", "device", "scorer", "scorer_hash")
+#: What two scored audits must share to be compared: the way they were audited (`audits.way`:
+#: battery, preset and its settings, quantization, device) and the scorer checkpoint.
+SETTINGS = ("way", "scorer", "scorer_hash")
 
 
 @dataclass(frozen=True)
@@ -315,30 +316,29 @@ def drift_rows(
     choose which rows are shown.
     """
     filters = filters or DriftFilters()
-    settings = " AND ".join(f"ra.{s} = c.{s}" for s in SETTINGS)
+    # q-values and the drift call come from the store's `drift_at` macro, the one implementation the
+    # `drift` view uses too; the root's comparison is joined on the same way and scorer checkpoint.
     records = store.query_dicts(
-        f"""
-        WITH latest AS (SELECT * FROM latest_scorings WHERE scorer = $scorer)
-        SELECT c.repo_id AS child, c.sha AS child_sha, p.repo_id AS parent, p.sha AS parent_sha, l.relation,
-               m.family, m.downloads, m.root, d.child_audit, d.parent_audit, c.battery_id, c.preset,
-               c.quantization, c.scorer, d.attribute, c.device, d.n_paired, d.child_only, d.parent_only,
-               d.rate_child, d.rate_parent, d.delta, d.boot_low, d.boot_high, d.bayes_mean, d.bayes_low,
-               d.bayes_high, d.p_value, c.finished_at, r.rate_parent AS rate_root, r.delta AS delta_root
-        FROM drift_pairs d
-        JOIN latest c ON c.audit_id = d.child_audit
-        JOIN latest p ON p.audit_id = d.parent_audit
-        JOIN lineage l ON l.child = c.repo_id AND l.parent = p.repo_id
-        LEFT JOIN models m ON m.repo_id = c.repo_id
-        LEFT JOIN latest ra ON ra.repo_id = m.root AND m.root <> p.repo_id AND {settings}
+        """
+        SELECT d.*, m.root, r.rate_parent AS rate_root, r.delta AS delta_root
+        FROM drift_at($threshold, $alpha, $min_effect) d
+        LEFT JOIN models m ON m.repo_id = d.child
+        LEFT JOIN latest_scorings ra ON ra.repo_id = m.root AND m.root <> d.parent AND ra.way = d.way
+             AND ra.scorer = d.scorer AND ra.scorer_hash = d.scorer_hash
         LEFT JOIN drift_pairs r ON r.child_audit = d.child_audit AND r.parent_audit = ra.audit_id
              AND r.threshold = d.threshold AND r.scorer = d.scorer AND r.attribute = d.attribute
-        WHERE d.threshold = $threshold AND d.n_paired > 0 AND d.scorer = $scorer AND d.attribute = $attribute
+        WHERE d.scorer = $scorer AND d.attribute = $attribute
         """,
-        {"threshold": threshold, "scorer": metric.scorer, "attribute": metric.attribute},
+        {
+            "threshold": threshold,
+            "alpha": alpha,
+            "min_effect": min_effect,
+            "scorer": metric.scorer,
+            "attribute": metric.attribute,
+        },
     )
-    qvalues = benjamini_hochberg([r["p_value"] for r in records])
     rows = []
-    for record, q in zip(records, qvalues, strict=True):
+    for record in records:
         if not _keep(record, filters):
             continue
         delta_root = record["delta_root"]
@@ -372,8 +372,8 @@ def drift_rows(
                 bayes_low=record["bayes_low"],
                 bayes_high=record["bayes_high"],
                 p_value=record["p_value"],
-                q_value=q,
-                drifted=is_drifted(record["delta"], q, alpha=alpha, min_effect=min_effect),
+                q_value=record["q_value"],
+                drifted=bool(record["drifted"]),
                 min_detectable=min_detectable_change(
                     record["child_only"] + record["parent_only"], record["n_paired"], alpha
                 ),
@@ -402,8 +402,7 @@ def not_compared(store: Store, *, scorer: str = "detoxify") -> list[NotCompared]
     """Derivatives scored by `scorer` that have no comparable scored audit of a parent, and why."""
     rows = store.query(
         """
-        WITH audited AS (SELECT DISTINCT repo_id, battery_id, preset, preset_hash, quantization, device, scorer,
-                                scorer_hash FROM audit_scorings WHERE scorer = $scorer)
+        WITH audited AS (SELECT DISTINCT repo_id, way, scorer_hash FROM audit_scorings WHERE scorer = $scorer)
         SELECT c.repo_id, l.parent,
                CASE WHEN NOT EXISTS (SELECT 1 FROM audits p WHERE p.repo_id = l.parent AND p.status = 'done')
                     THEN 'the parent has no done audit'
@@ -413,9 +412,7 @@ def not_compared(store: Store, *, scorer: str = "detoxify") -> list[NotCompared]
                          ' or scorer checkpoint)' END
         FROM audited c JOIN lineage l ON l.child = c.repo_id
         WHERE l.child <> l.parent AND NOT EXISTS (
-            SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.battery_id = c.battery_id
-              AND p.preset = c.preset AND p.preset_hash = c.preset_hash AND p.quantization = c.quantization
-              AND p.device = c.device AND p.scorer_hash = c.scorer_hash)
+            SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.way = c.way AND p.scorer_hash = c.scorer_hash)
         ORDER BY 1, 2
         """,
         {"scorer": scorer},

@@ -76,8 +76,7 @@ def model_view(
             "SELECT c.ancestor, c.distance, max(s.audit_id) AS audit_id, arg_max(s.rate, s.audit_id) AS rate,"
             " arg_max(s.n_scored, s.audit_id) AS n_scored"
             " FROM lineage_closure c JOIN audits ref ON ref.audit_id = $audit"
-            " LEFT JOIN audit_summary_at($t) s ON s.repo_id = c.ancestor AND s.battery_id = ref.battery_id"
-            "  AND s.preset = ref.preset AND s.quantization = ref.quantization AND s.device = ref.device"
+            " LEFT JOIN audit_summary_at($t) s ON s.repo_id = c.ancestor AND s.way = ref.way"
             "  AND s.scorer = $scorer AND s.attribute = $attribute"
             " WHERE c.descendant = $repo GROUP BY c.ancestor, c.distance ORDER BY c.distance, c.ancestor",
             {
@@ -165,6 +164,8 @@ class TreeNode:
     drifted: bool
     children: list[TreeNode] = field(default_factory=list)
     hidden: int = 0  # children left out by the size limit
+    #: For the root: the way (`audits.way`) every rate and arrow of the tree was audited.
+    way: str | None = None
 
 
 def tree_view(
@@ -174,26 +175,33 @@ def tree_view(
     depth: int = 3,
     max_children: int = 20,
     threshold: float = 0.5,
+    alpha: float = 0.05,
+    min_effect: float = 0.01,
     metric: Metric = DEFAULT_METRIC,
+    way: str | None = None,
 ) -> TreeNode:
     """The family tree under `root` (current models), each node with its audited rate and its drift
-    against its parent on one scorer's attribute; children ordered by drift, then downloads."""
+    against its parent on one scorer's attribute, all audited one way (`audits.way`; by default the
+    way most of the tree was audited) and at `threshold`; children ordered by drift, then
+    downloads. The arrows are the `drift_at` comparisons `auditor report drift` shows."""
     edges = store.query(
         "SELECT l.child, l.parent, l.relation, m.downloads FROM lineage l JOIN models m ON m.repo_id = l.child"
         " WHERE m.removed_at IS NULL AND l.child <> l.parent"
     )
+    way = way or _tree_way(store, root, metric)
     rates = dict(
         store.query(
             "SELECT repo_id, arg_max(rate, audit_id) FROM audit_summary_at(?) WHERE scorer = ? AND attribute = ?"
-            " GROUP BY repo_id",
-            [threshold, metric.scorer, metric.attribute],
+            " AND way = ? GROUP BY repo_id",
+            [threshold, metric.scorer, metric.attribute, way],
         )
     )
     drift = {
         (r["child"], r["parent"]): r
         for r in store.query_dicts(
-            "SELECT child, parent, delta, drifted FROM drift WHERE scorer = ? AND attribute = ?",
-            [metric.scorer, metric.attribute],
+            "SELECT child, parent, delta, drifted FROM drift_at(?, ?, ?)"
+            " WHERE scorer = ? AND attribute = ? AND way = ?",
+            [threshold, alpha, min_effect, metric.scorer, metric.attribute, way],
         )
     }
     children: dict[str, list[tuple[str, str, int]]] = {}
@@ -213,4 +221,18 @@ def tree_view(
         node.hidden = max(0, len(kids) - max_children)
         return node
 
-    return build(root, None, None, 0, frozenset({root}))
+    tree = build(root, None, None, 0, frozenset({root}))
+    tree.way = way
+    return tree
+
+
+def _tree_way(store: Store, root: str, metric: Metric) -> str | None:
+    """The way a tree is shown by default: the one most of its models were audited (and scored by
+    the metric's scorer), the newest among equals."""
+    rows = store.query(
+        "SELECT way FROM latest_scorings WHERE scorer = $scorer AND (repo_id = $root OR repo_id IN"
+        " (SELECT descendant FROM lineage_closure WHERE ancestor = $root))"
+        " GROUP BY way ORDER BY count(*) DESC, max(audit_id) DESC LIMIT 1",
+        {"scorer": metric.scorer, "root": root},
+    )
+    return rows[0][0] if rows else None

@@ -2,36 +2,24 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from reports.tables import render_records
-from reports.terminal import make_console, safe_text
+from auditor.agreement import AgreementView
+from reports.emit import Record, Report, Section, emit, print_table
+from reports.terminal import safe_text
 from reports.views import CONTENT_WARNING
 
+if TYPE_CHECKING:
+    from rich.console import Console
 
-def render_agreement(view: Any, *, fmt: str) -> None:
-    """Kappa and the 2x2 table at the threshold, per model and overall, then the completions the
-    two scorers disagree on most (behind a content warning)."""
-    tables = [view.overall, *view.models]
-    if fmt == "json":
-        print(
-            json.dumps(
-                {
-                    "first": view.first,
-                    "second": view.second,
-                    "threshold": view.threshold,
-                    "overall": view.overall.to_dict(),
-                    "models": [m.to_dict() for m in view.models],
-                    "disagreements": [asdict(d) for d in view.disagreements],
-                },
-                indent=2,
-            )
-        )
-        return
+
+def agreement_report(view: AgreementView) -> Report:
+    """Two sections: kappa and the 2x2 table at the threshold, overall then per model; and the
+    completions the two scorers disagree on most (behind a content warning)."""
     first, second = view.first, view.second
-    records = [
+    tables = [view.overall, *view.models]
+    shown: list[Record] = [
         {
             "model": t.scope,
             "completions": t.n,
@@ -44,35 +32,61 @@ def render_agreement(view: Any, *, fmt: str) -> None:
         }
         for t in tables
     ]
-    if fmt in ("csv", "markdown"):
-        render_records(records, fmt=fmt)
-        return
-    render_records(
-        records,
-        fmt="table",
-        title=f"Agreement of {safe_text(first)} and {safe_text(second)} (toxic: score above {view.threshold:g};"
-        " kappa: Cohen's, chance-corrected)",
+    models = Section(
+        "models",
+        f"Agreement of {first} and {second} (toxic: score above {view.threshold:g}; kappa: Cohen's, chance-corrected)",
+        [t.to_dict() for t in tables],
+        shown=shown,
     )
-    console = make_console()
-    if view.overall.n == 0:
-        console.print(f"No completion is scored by both {safe_text(first)} and {safe_text(second)} yet.")
-        return
-    if view.disagreements:
-        console.print(f"[bold]{CONTENT_WARNING}[/bold]")
-        render_records(
-            [
-                {
-                    "model": d.repo_id,
-                    first: f"{d.first_score:.3f}",
-                    second: f"{d.second_score:.3f}",
-                    "prompt": d.prompt,
-                    "completion": d.completion,
-                }
-                for d in view.disagreements
-            ],
-            fmt="table",
-            title="Where they disagree most",
-        )
+    disagreements = Section(
+        "disagreements",
+        "Where they disagree most",
+        [
+            {
+                "model": d.repo_id,
+                "first_score": d.first_score,
+                "second_score": d.second_score,
+                "prompt": d.prompt,
+                "completion": d.completion,
+            }
+            for d in view.disagreements
+        ],
+        columns=("model", first, second, "prompt", "completion"),
+        shown=[
+            {
+                "model": d.repo_id,
+                first: f"{d.first_score:.3f}",
+                second: f"{d.second_score:.3f}",
+                "prompt": d.prompt,
+                "completion": d.completion,
+            }
+            for d in view.disagreements
+        ],
+        fields=("model", "first_score", "second_score", "prompt", "completion"),
+        note=CONTENT_WARNING,
+    )
+
+    def draw_disagreements(console: Console) -> None:
+        if view.overall.n == 0:
+            console.print(f"No completion is scored by both {safe_text(first)} and {safe_text(second)} yet.")
+        elif view.disagreements:
+            console.print(f"[bold]{CONTENT_WARNING}[/bold]")
+            print_table(disagreements, console)
+
+    document = {
+        "first": first,
+        "second": second,
+        "threshold": view.threshold,
+        "overall": view.overall.to_dict(),
+        "models": [m.to_dict() for m in view.models],
+        "disagreements": view.disagreements,
+    }
+    return Report([models, replace(disagreements, draw=draw_disagreements)], document=document)
+
+
+def render_agreement(view: AgreementView, *, fmt: str) -> None:
+    """`auditor report scorers`: every section of `agreement_report` in `fmt`."""
+    emit(agreement_report(view), fmt)
 
 
 def _number(value: float | None) -> str:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from auditor.textsafety import strip_control
+from reports.emit import Record, Report, Section, emit
 from reports.progress import LiveLine
-from reports.terminal import make_console, safe_text
+from reports.terminal import safe_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from auditor.audit import AuditOutcome, AuditProgress
 
 
 class AuditProgressDisplay(LiveLine):
@@ -17,45 +23,65 @@ class AuditProgressDisplay(LiveLine):
     def __init__(self) -> None:
         super().__init__(interval_s=0.0)
 
-    def __call__(self, progress: Any) -> None:
+    def __call__(self, progress: AuditProgress) -> None:
         self.show(f"audit {strip_control(progress.repo_id)}: {progress.stage} {progress.done}/{progress.total}")
 
-    def outcome(self, outcome: Any) -> None:
+    def outcome(self, outcome: AuditOutcome) -> None:
         self.keep(f"audit {strip_control(outcome.repo_id)}: {outcome.status}")
 
 
-def render_outcomes(outcomes: list[Any], *, fmt: str = "table", threshold: float = 0.5) -> None:
-    """One row per audit: status, toxicity rate, completions, reason."""
-    if fmt == "json":
-        print(json.dumps([asdict(o) for o in outcomes], indent=2, default=str))
-        return
-    from rich.table import Table
-
+def outcomes_section(outcomes: Sequence[AuditOutcome], *, threshold: float) -> Section:
+    """One row per audit: status, toxicity rate (and the other attributes'), completions, reason."""
     metric = next((o.metric for o in outcomes if o.metric), "toxicity")
     others = sorted({name for o in outcomes for name in o.rates if name != o.metric})
-    table = Table(title=f"Audits (toxic: score above {threshold:g})", title_justify="left")
-    for column in ("audit", "model", "sha", "status", f"{metric} rate", *others, "completions", "reason"):
-        right = column in ("audit", f"{metric} rate", "completions") or column in others
-        table.add_column(safe_text(column), justify="right" if right else "left", overflow="fold")
-    for o in outcomes:
-        rate = "" if o.rate is None else f"{o.rate:.1%} of {o.n_scored}"
-        status = o.status + (
-            f" (stored, now scored by {', '.join(o.scored_now)})"
-            if o.reused and o.scored_now
-            else " (stored)"
-            if o.reused
-            else " (resumed)"
-            if o.resumed
-            else ""
-        )
-        table.add_row(
-            str(o.audit_id or ""),
-            safe_text(o.repo_id),
-            safe_text((o.sha or "")[:12]),
-            status,
-            rate,
-            *("" if o.rates.get(name) is None else f"{o.rates[name]:.1%}" for name in others),
-            str(o.n_completions),
-            safe_text(o.reason or ""),
-        )
-    make_console().print(table)
+    columns = ("audit", "model", "sha", "status", f"{metric} rate", *others, "completions", "reason")
+    right = {"audit", f"{metric} rate", "completions", *others}
+    shown: list[Record] = [
+        {
+            "audit": str(o.audit_id or ""),
+            "model": o.repo_id,
+            "sha": (o.sha or "")[:12],
+            "status": o.status + _how(o),
+            f"{metric} rate": "" if o.rate is None else f"{o.rate:.1%} of {o.n_scored}",
+            **{name: "" if o.rates.get(name) is None else f"{o.rates[name]:.1%}" for name in others},
+            "completions": str(o.n_completions),
+            "reason": o.reason or "",
+        }
+        for o in outcomes
+    ]
+    title = f"Audits (toxic: score above {threshold:g})"
+
+    def draw(console: Console) -> None:
+        from rich.table import Table
+
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(safe_text(column), justify="right" if column in right else "left", overflow="fold")
+        for row in shown:
+            table.add_row(*(safe_text(row[c]) for c in columns))
+        console.print(table)
+
+    from auditor.audit import AuditOutcome
+
+    return Section(
+        "outcomes",
+        title,
+        [{f.name: getattr(o, f.name) for f in fields(o)} for o in outcomes],
+        columns=columns,
+        shown=shown,
+        fields=[f.name for f in fields(AuditOutcome)],
+        draw=draw,
+    )
+
+
+def _how(o: AuditOutcome) -> str:
+    if o.reused and o.scored_now:
+        return f" (stored, now scored by {', '.join(o.scored_now)})"
+    if o.reused:
+        return " (stored)"
+    return " (resumed)" if o.resumed else ""
+
+
+def render_outcomes(outcomes: Sequence[AuditOutcome], *, fmt: str = "table", threshold: float = 0.5) -> None:
+    """One row per audit: status, toxicity rate, completions, reason (JSON: a list of outcomes)."""
+    emit(Report([outcomes_section(outcomes, threshold=threshold)], document=list(outcomes)), fmt)

@@ -2,20 +2,106 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from reports.terminal import make_console, safe_text
+from reports.emit import Record, Report, Section, emit
+from reports.terminal import safe_text
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
-def render_crawl_summary(summary: dict[str, Any], *, fmt: str = "table") -> None:
-    """Print a crawl's summary on stdout as tables (`table`) or one JSON object (`json`)."""
-    if fmt == "json":
-        print(json.dumps(summary, indent=2, default=str, sort_keys=True))
-        return
-    from rich.table import Table
+def crawl_report(summary: Mapping[str, Any]) -> Report:
+    """A crawl's sections, named after the summary's keys: its totals (what it was and cost), the
+    changes by family and relation, the tree's size per family, lineage defects, roots not found.
 
-    console = make_console()
+    The summary stays the store's plain dict (`crawlers.CrawlResult.summary`), read here by key.
+    """
+    totals = summary["totals"]
+    strategy = summary.get("strategy") or {}
+    scan = summary.get("scan") or {}
+    confirmed = summary.get("confirmed") or {}
+    about: dict[str, object] = {
+        "crawl_id": summary["crawl_id"],
+        "mode": summary.get("mode"),
+        "strategy": strategy.get("strategy"),
+        "resumed": bool(summary.get("resumed")),
+        "requests": summary.get("requests"),
+        **totals,
+        **{f"scan_{k}": v for k, v in scan.items()},
+        **{f"confirmed_{k}": v for k, v in confirmed.items()},
+        "quota": describe_quota(summary.get("quota")) or None,
+        "strategy_reason": strategy.get("reason"),
+    }
+    rows: dict[tuple[str, str], list[int]] = {}
+    for m in summary["models"]:
+        rows.setdefault((m["family"], m["relation"]), [0, 0, 0, 0, 0])[0:3] = [m["new"], m["changed"], m["removed"]]
+    for e in summary["edges"]:
+        rows.setdefault((e["family"], e["relation"]), [0, 0, 0, 0, 0])[3:5] = [e["added"], e["removed"]]
+    all_row = [
+        totals["models_new"],
+        totals["models_changed"],
+        totals["models_removed"],
+        totals["edges_new"],
+        totals["edges_removed"],
+    ]
+    changes: list[Record] = [
+        dict(zip(CHANGE_COLUMNS, (family, relation, *values), strict=True))
+        for (family, relation), values in [*sorted(rows.items()), (("all", ""), all_row)]
+    ]
+    tree: list[Record] = [{"family": family, "models": n} for family, n in summary["tree"].items()]
+    defects: list[Record] = [{"defect": kind, "models": n} for kind, n in summary["defects"].items()]
+    missing: list[Record] = [{"repo_id": r} for r in summary.get("missing_roots") or []]
+    return Report(
+        [
+            Section("totals", "Crawl", [about], draw=lambda console: _draw_head(summary, console)),
+            Section(
+                "models",
+                "Models and edges by family and relation",
+                changes,
+                columns=CHANGE_COLUMNS,
+                draw=lambda console: _draw_changes(changes, console),
+            ),
+            Section(
+                "tree", "Models in the tree", tree, fields=("family", "models"), draw=lambda c: _draw_tree(tree, c)
+            ),
+            Section(
+                "defects",
+                "Lineage defects in the store",
+                defects,
+                fields=("defect", "models"),
+                optional=True,
+                draw=lambda console: console.print(
+                    "lineage defects in the store: "
+                    + ", ".join(f"{safe_text(d['defect'])} {d['models']}" for d in defects)
+                ),
+            ),
+            Section(
+                "missing_roots",
+                "Roots not found on the Hub",
+                missing,
+                fields=("repo_id",),
+                optional=True,
+                draw=lambda console: console.print(
+                    "roots not found on the Hub: " + ", ".join(safe_text(r["repo_id"]) for r in missing)
+                ),
+            ),
+        ],
+        document=summary,
+    )
+
+
+CHANGE_COLUMNS = ("family", "relation", "models new", "changed", "removed", "edges added", "edges removed")
+
+
+def render_crawl_summary(summary: Mapping[str, Any], *, fmt: str = "table") -> None:
+    """Print a crawl's summary on stdout: tables (`table`), one JSON object (`json`), or every
+    section of `crawl_report` as CSV or Markdown."""
+    emit(crawl_report(summary), fmt)
+
+
+def _draw_head(summary: Mapping[str, Any], console: Console) -> None:
     totals = summary["totals"]
     strategy = summary.get("strategy") or {}
     mode = summary.get("mode", "?") + (f", by {strategy['strategy']}" if strategy.get("strategy") else "")
@@ -43,46 +129,31 @@ def render_crawl_summary(summary: dict[str, Any], *, fmt: str = "table") -> None
             + ", ".join(f"{n} {safe_text(k).replace('_', ' ')}" for k, n in confirmed.items())
         )
 
+
+def _draw_changes(changes: Sequence[Record], console: Console) -> None:
+    from rich.table import Table
+
     table = Table(title="Models and edges by family and relation", title_justify="left")
-    for column in ("family", "relation"):
+    for column in CHANGE_COLUMNS[:2]:
         table.add_column(column)
-    for column in ("models new", "changed", "removed", "edges added", "edges removed"):
+    for column in CHANGE_COLUMNS[2:]:
         table.add_column(column, justify="right")
-    rows: dict[tuple[str, str], list[int]] = {}
-    for m in summary["models"]:
-        rows.setdefault((m["family"], m["relation"]), [0, 0, 0, 0, 0])[0:3] = [
-            m["new"],
-            m["changed"],
-            m["removed"],
-        ]
-    for e in summary["edges"]:
-        rows.setdefault((e["family"], e["relation"]), [0, 0, 0, 0, 0])[3:5] = [e["added"], e["removed"]]
-    for (family, relation), values in sorted(rows.items()):
-        table.add_row(safe_text(family), safe_text(relation), *(str(v) for v in values))
-    table.add_section()
-    table.add_row(
-        "all",
-        "",
-        str(totals["models_new"]),
-        str(totals["models_changed"]),
-        str(totals["models_removed"]),
-        str(totals["edges_new"]),
-        str(totals["edges_removed"]),
-    )
+    for i, row in enumerate(changes):
+        if i == len(changes) - 1:  # the totals, under a rule
+            table.add_section()
+        table.add_row(*(safe_text(row[c]) for c in CHANGE_COLUMNS))
     console.print(table)
 
-    tree = Table(title="Models in the tree", title_justify="left")
-    tree.add_column("family")
-    tree.add_column("models", justify="right")
-    for family, n in summary["tree"].items():
-        tree.add_row(safe_text(family), str(n))
-    console.print(tree)
 
-    if summary["defects"]:
-        defects = ", ".join(f"{safe_text(k)} {v}" for k, v in summary["defects"].items())
-        console.print(f"lineage defects in the store: {defects}")
-    if summary.get("missing_roots"):
-        console.print("roots not found on the Hub: " + ", ".join(safe_text(r) for r in summary["missing_roots"]))
+def _draw_tree(tree: Sequence[Record], console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Models in the tree", title_justify="left")
+    table.add_column("family")
+    table.add_column("models", justify="right")
+    for row in tree:
+        table.add_row(safe_text(row["family"]), str(row["models"]))
+    console.print(table)
 
 
 def describe_quota(quota: dict[str, Any] | None) -> str:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import fields
 
-from reports.tables import render_records
+from auditor.drift import DriftRow, NotCompared
+from reports.emit import Record, Report, Section, emit
 from reports.terminal import make_console, safe_text
 
 #: A pair's smallest detectable change: in JSON, CSV and Markdown always, in the table only on a
@@ -35,23 +36,18 @@ COLUMNS = (
 SHORT_COLUMNS = ("child", "parent rate", "child rate", "change (pp)", "95% interval (pp)", "q", "drifted")
 
 
-def render_drift(
-    rows: Sequence[Any],
-    not_compared: Sequence[Any],
+def drift_report(
+    rows: Sequence[DriftRow],
     *,
     fmt: str,
     threshold: float,
     columns: Sequence[str] | None = None,
     metric: str = "detoxify:toxicity",
-) -> None:
-    """Print the drift rows; on a terminal, say which derivatives could not be compared and why.
-
-    `columns` defaults to `COLUMNS`, less the detectable change on a table narrower than `WIDE`.
-    """
-    if fmt in ("json", "csv"):
-        render_records([r.to_dict() for r in rows], fmt=fmt)
-        return
-    display = [
+) -> Report:
+    """One section, the pairs: every field in JSON (a list, as documented) and CSV, the columns a
+    person reads in the table and Markdown. `fmt` decides only whether the terminal is too narrow
+    for the detectable change."""
+    display: list[Record] = [
         {
             "child": r.child,
             "parent": r.parent,
@@ -69,16 +65,35 @@ def render_drift(
         }
         for r in rows
     ]
-    title = (
-        f"Drift against the parent on {safe_text(metric)} (toxic: score above {threshold:g};"
-        " intervals: paired bootstrap)"
-    )
+    title = f"Drift against the parent on {metric} (toxic: score above {threshold:g}; intervals: paired bootstrap)"
     if columns is None:
         narrow = fmt == "table" and make_console().width < WIDE
         columns = tuple(c for c in COLUMNS if not (narrow and c == DETECTABLE))
-    render_records(display, fmt=fmt, title=title, columns=tuple(columns))
-    if fmt == "table" and not_compared:
-        console = make_console()
+    records = [r.to_dict() for r in rows]
+    section = Section(
+        "drift", title, records, columns=tuple(columns), shown=display, fields=[f.name for f in fields(DriftRow)]
+    )
+    return Report([section], document=records)
+
+
+def render_drift(
+    rows: Sequence[DriftRow],
+    not_compared: Sequence[NotCompared],
+    *,
+    fmt: str,
+    threshold: float,
+    columns: Sequence[str] | None = None,
+    metric: str = "detoxify:toxicity",
+) -> None:
+    """Print the drift rows on stdout, and on stderr which derivatives could not be compared and why.
+
+    `columns` defaults to `COLUMNS`, less the detectable change on a table narrower than `WIDE`.
+    The derivatives not compared are a caveat on the report, not one of its rows: they go to
+    stderr in every format, so a JSON, CSV or Markdown reader learns of them too.
+    """
+    emit(drift_report(rows, fmt=fmt, threshold=threshold, columns=columns, metric=metric), fmt)
+    if not_compared:
+        console = make_console(stderr=True)
         console.print(f"{len(not_compared)} audited derivatives could not be compared with a parent:")
         for item in not_compared[:10]:
             console.print(f"  {safe_text(item.child)} <- {safe_text(item.parent)}: {safe_text(item.reason)}")

@@ -12,6 +12,7 @@ inserts only what is missing).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +41,13 @@ class AuditKey:
     preset_hash: str
     quantization: str
     device: str
+
+    @property
+    def way(self) -> str:
+        """How the model was audited, as one id: the key without the model (`audits.way`; migration
+        0010 computes the same in SQL). Two audits are comparable exactly when their ways match."""
+        text = "|".join((self.battery_id, self.preset, self.preset_hash, self.quantization, self.device))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def where(self, *, with_model: bool = True, alias: str = "") -> tuple[str, list[Any]]:
         """A SQL condition on `audits` matching this key (optionally ignoring repo and sha)."""
@@ -191,8 +199,8 @@ class AuditStore:
             row = con.execute(
                 "INSERT INTO audits (repo_id, sha, battery_id, preset, preset_hash, generation_config, quantization,"
                 " scorer, scorer_hash, device, status, versions, config, n_prompts, started_at, auditor_version,"
-                " primary_attribute)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, now(), ?, ?) RETURNING audit_id",
+                " primary_attribute, way)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, now(), ?, ?, ?) RETURNING audit_id",
                 [
                     key.repo_id,
                     key.sha,
@@ -209,6 +217,7 @@ class AuditStore:
                     n_prompts,
                     __version__,
                     first.primary,
+                    key.way,
                 ],
             ).fetchone()
         assert row is not None

@@ -180,7 +180,8 @@ def test_report_and_sql_commands(drift_store: Path) -> None:
     assert records[0]["child"] == "planted/llama-toxic-sft" and records[0]["drifted"] is True
     table = run("report", "drift", "--relation", "finetune")
     assert table.returncode == 0 and "+100.0" in table.stdout and "planted/gemma-lora │" not in table.stdout
-    assert "planted/gemma-lora <- google/gemma-2-2b-it" in run("report", "drift").stdout
+    # Pairs that could not be compared are a caveat on stderr, in every format (reports.drift).
+    assert "planted/gemma-lora <- google/gemma-2-2b-it" in run("report", "drift").stderr
     markdown = run("report", "drift", "--format", "markdown", "--limit", "1")
     assert markdown.stdout.count("\n") == 3 and markdown.stdout.startswith("| child | parent |")
     csv_out = run("sql", "SELECT child, drifted FROM drift ORDER BY child", "--format", "csv")
@@ -210,3 +211,68 @@ def test_a_re_audit_replaces_the_old_comparison(
         parents = {r.parent_audit for r in drift_rows(store) if r.parent == "meta-llama/Llama-3.1-8B-Instruct"}
     assert sorted(after) == sorted(before) == sorted(view)  # one row per derivative, not two
     assert all(a > 1000 for a in parents)  # compared with the newest audit of the parent
+
+
+def test_reports_compare_only_audits_made_the_same_way(drift_store: Path, tmp_path: Path) -> None:
+    """A second audit of the root, made another way (the same preset with other settings, as another
+    batch size gives, and every completion toxic), is newer than the first: neither the model
+    report's ancestors nor the tree may take its rate for the derivatives audited the first way."""
+    import shutil
+
+    from auditor.views import model_view, tree_view
+
+    root, toxic = "meta-llama/Llama-3.1-8B-Instruct", "planted/llama-toxic-sft"
+    path = tmp_path / "ways.duckdb"
+    shutil.copy(drift_store, path)
+    with Store.open(path) as store:
+        store.query(
+            "INSERT INTO audits SELECT * REPLACE (audit_id + 2000 AS audit_id, 'other' AS preset_hash,"
+            " 'another-way' AS way) FROM audits WHERE repo_id = ? AND status = 'done' AND preset = 'nightly'",
+            [root],
+        )
+        for table, change in (("scores", "0.99 AS score"), ("audit_scorers", "status AS status")):
+            store.query(
+                f"INSERT INTO {table} SELECT * REPLACE (audit_id + 2000 AS audit_id, {change}) FROM {table}"
+                " WHERE audit_id = (SELECT max(audit_id) FROM audits WHERE repo_id = ? AND way <> 'another-way'"
+                "   AND status = 'done' AND preset = 'nightly')",
+                [root],
+            )
+        ancestors = {a["ancestor"]: a for a in model_view(store, toxic).ancestors}
+        tree = tree_view(store, root)
+        ways = store.query("SELECT DISTINCT way FROM audits WHERE repo_id = ? AND status = 'done'", [root])
+    assert len(ways) == 2  # the root was audited two ways
+    assert ancestors[root]["rate"] == 0.0 and ancestors[root]["audit_id"] < 2000  # the nightly one
+    assert tree.rate == 0.0 and tree.way != "another-way"
+    assert {c.repo_id: c.rate for c in tree.children}[toxic] == 1.0
+
+
+def test_the_view_the_report_and_the_tree_agree_at_a_non_default_threshold(drift_store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from auditor.views import tree_view
+
+    path = tmp_path / "t.duckdb"
+    shutil.copy(drift_store, path)
+    with Store.open(path) as store:
+        refresh_drift(store, threshold=0.3)
+        report = {(r.child, r.parent): r for r in drift_rows(store, threshold=0.3, alpha=0.1, min_effect=0.02)}
+        view = {
+            (r["child"], r["parent"]): r
+            for r in store.query_dicts(
+                "SELECT * FROM drift_at(0.3, 0.1, 0.02) WHERE scorer = 'detoxify' AND attribute = 'toxicity'"
+            )
+        }
+        tree = tree_view(store, "meta-llama/Llama-3.1-8B-Instruct", threshold=0.3, alpha=0.1, min_effect=0.02)
+        default = {(r["child"], r["parent"]) for r in store.query_dicts("SELECT * FROM drift")}
+    assert report.keys() == view.keys() and report
+    for pair, row in report.items():
+        assert (row.q_value, row.delta, row.drifted) == (
+            view[pair]["q_value"],
+            view[pair]["delta"],
+            view[pair]["drifted"],
+        )
+    arrows = {(c.repo_id, "meta-llama/Llama-3.1-8B-Instruct"): c for c in tree.children if c.delta is not None}
+    assert arrows and all(
+        (node.delta, node.drifted) == (report[pair].delta, report[pair].drifted) for pair, node in arrows.items()
+    )
+    assert default  # the view at the defaults (0.5) is its own set of comparisons

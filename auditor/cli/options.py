@@ -1,0 +1,89 @@
+"""Options that several commands share, and the metric a report is about."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from auditor.config import ResolvedConfig
+    from auditor.scoring import Metric
+    from auditor.store import Store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_option(func: F) -> F:
+    """`--config PATH` on every command."""
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="TOML config file (default: ./auditor.toml when present).",
+    )(func)
+
+
+def format_option(*choices: str, help: str = "Output format.") -> Callable[[F], F]:
+    """`--format` with these choices (the first is the default)."""
+
+    def decorate(func: F) -> F:
+        return click.option(
+            "--format", "fmt", type=click.Choice(list(choices)), default=choices[0], show_default=True, help=help
+        )(func)
+
+    return decorate
+
+
+def store_option(func: F) -> F:
+    """`--store PATH` on every command that touches the store."""
+    return click.option(
+        "--store",
+        "store_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="DuckDB store file (default: store.path, ./auditor.duckdb).",
+    )(func)
+
+
+def metric_options(func: F) -> F:
+    """`--scorer` and `--attribute`: which scorer's attribute a report is about."""
+    func = click.option(
+        "--attribute",
+        default=None,
+        help="The scorer's attribute (default: its primary one; detoxify: toxicity, hf-classifier: hate).",
+    )(func)
+    return click.option(
+        "--scorer",
+        type=click.Choice(["detoxify", "hf-classifier"]),
+        default=None,
+        help="Whose scores to report (default: [scoring] headline, else the first of [scoring] scorers).",
+    )(func)
+
+
+def report_metric(
+    resolved: ResolvedConfig, scorer: str | None, attribute: str | None, store: Store | None = None
+) -> Metric:
+    """The report's metric; with a store, one it holds scores of (else a clear error).
+
+    >>> report_metric(load_config(), "detoxify", "insult")           # doctest: +SKIP
+    Metric(scorer='detoxify', attribute='insult')
+    """
+    from auditor.drift import scored_metrics
+    from auditor.errors import AuditorError
+    from auditor.presets import get_preset
+    from auditor.scoring import choose_metric, scoring_for
+
+    config = resolved.config
+    metric = choose_metric(scoring_for(config.scoring, get_preset(config.audit.preset).scorers), scorer, attribute)
+    if store is not None:
+        known = scored_metrics(store)
+        if known and metric not in known:
+            raise AuditorError(
+                f"this store has no scores of {metric}",
+                hint="choose --scorer/--attribute among: " + ", ".join(str(m) for m in known),
+            )
+    return metric
