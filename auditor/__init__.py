@@ -1,13 +1,68 @@
 """The Hub community-model auditor: lineage crawl, toxicity audits and drift reports.
 
-The public Python API is small on purpose:
+The public Python API is small on purpose, and `__all__` is all of it (a test pins it):
 
-    from auditor.config import load_config
-    from auditor.store import Store
-    from crawlers import crawl_lineage
+    from auditor import load_config, Store, audit_pending, drift_rows
 
-Heavy libraries (torch, transformers, duckdb, huggingface_hub) are imported lazily by the
-modules that own them, so importing this package and running `auditor --help` stay instant.
+    resolved = load_config("auditor.toml")
+    with Store.open_configured(resolved.config.store) as store:
+        audit_pending(resolved, store, limit=10)
+        most_drifted = drift_rows(store)[:20]
+
+The crawl lives beside the core, not in it: `from crawlers import crawl_lineage`.
+
+Importing this package stays instant: the names are loaded from their modules on first use, and
+heavy libraries (torch, transformers, duckdb, huggingface_hub) are imported lazily by the modules
+that own them, so `import auditor` and `auditor --help` import none of them.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from auditor.audit import audit_model, audit_pending
+    from auditor.config import ResolvedConfig, load_config
+    from auditor.drift import DriftRow, drift_rows
+    from auditor.errors import AuditorError
+    from auditor.store import Store
+
 __version__ = "0.1.0"
+
+#: Each public name and the module that defines it.
+_HOMES = {
+    "load_config": "auditor.config",
+    "ResolvedConfig": "auditor.config",
+    "Store": "auditor.store",
+    "audit_model": "auditor.audit",
+    "audit_pending": "auditor.audit",
+    "drift_rows": "auditor.drift",
+    "DriftRow": "auditor.drift",
+    "AuditorError": "auditor.errors",
+}
+
+__all__ = [
+    "AuditorError",
+    "DriftRow",
+    "ResolvedConfig",
+    "Store",
+    "audit_model",
+    "audit_pending",
+    "drift_rows",
+    "load_config",
+]
+
+
+def __getattr__(name: str) -> Any:
+    """Load a public name from its module on first use (PEP 562), so `import auditor` stays instant."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'auditor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuditOutcome:
+    """What one `audit_model` call did: the audit row it ended with (`status` done, failed or
+    skipped, and why), whether the stored audit was reused or a killed one resumed, the headline
+    rate, and what it downloaded."""
+
     audit_id: int | None
     repo_id: str
     sha: str | None

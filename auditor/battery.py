@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.errors import AuditorError
+from auditor.errors import BatteryError  # defined in errors.py; still importable from here
 
 ATTRIBUTES: tuple[str, ...] = (
     "toxicity",
@@ -76,10 +76,6 @@ class Battery:
     source_revision: str
     definition: dict[str, Any]
     prompts: tuple[Prompt, ...]
-
-
-class BatteryError(AuditorError):
-    pass
 
 
 def battery_spec(name: str) -> BatterySpec:

@@ -9,6 +9,9 @@
     ├── HubError                 the Hub (or its stand-in) refused or failed a request
     │   └── HubUnavailableError  retries are exhausted: the Hub is down or unreachable
     ├── CrawlError               a crawl could not proceed (bad roots, ...)
+    ├── BatteryError             a battery is unknown, or its prompt dataset cannot be read
+    ├── ScorerError              a scorer is unknown, or its checkpoint cannot be loaded
+    ├── CycleBusyError           another nightly cycle (or daemon) holds the lock of this store
     └── ModelError               one model cannot be audited; becomes an audit row, never stops a run
         ├── ModelSkipped         by policy or access: gated, too large, pickle weights, remote code
         └── ModelFailed          broken or unsupported: missing, corrupt, unknown architecture
@@ -70,6 +73,20 @@ class HubUnavailableError(HubError):
 
 class CrawlError(AuditorError):
     pass
+
+
+class BatteryError(AuditorError):
+    """A battery is unknown, or its RealToxicityPrompts-format dataset cannot be read (`auditor.battery`)."""
+
+
+class ScorerError(AuditorError):
+    """A scorer is unknown, or its checkpoint is missing or cannot be loaded (`auditor.scoring`)."""
+
+
+class CycleBusyError(AuditorError):
+    """Another cycle or daemon holds the lock beside this store (`schedules.lock`)."""
+
+    exit_code = 3
 
 
 def hub_unreachable(err: BaseException) -> HubUnavailableError | None:

@@ -33,14 +33,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from auditor.config import HubSettings, ScoringSettings
-from auditor.errors import AuditorError
+from auditor.errors import ScorerError  # defined in errors.py; still importable from here
 
 #: Detoxify's class names, standardised as Detoxify itself does.
 _DETOXIFY_RENAMES = {"toxic": "toxicity", "identity_hate": "identity_attack", "severe_toxic": "severe_toxicity"}
-
-
-class ScorerError(AuditorError):
-    pass
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from auditor.config import ResolvedConfig
-from auditor.errors import AuditorError, ConfigError
+from auditor.errors import AuditorError, ConfigError, CycleBusyError
 from schedules.cycle import CycleResult, run_cycle
-from schedules.lock import CycleBusyError, CycleLock, daemon_lock_path
+from schedules.lock import CycleLock, daemon_lock_path
 from schedules.timing import parse_schedule
 
 log = logging.getLogger("auditor.schedule")

@@ -20,11 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from auditor.errors import AuditorError
-
-
-class CycleBusyError(AuditorError):
-    exit_code = 3
+from auditor.errors import CycleBusyError  # defined in errors.py; still importable from here
 
 
 @dataclass(frozen=True)
