@@ -21,6 +21,8 @@ from typing import Any
 
 from auditor.scoring import Metric
 from auditor.store import Store
+from auditor.store.reports import agreement_counts
+from auditor.store.reports import disagreements as disagreement_rows
 
 
 @dataclass(frozen=True)
@@ -110,40 +112,10 @@ def scorer_agreement(
     >>> scorer_agreement(store, *pair).overall.kappa  # doctest: +SKIP
     0.61
     """
-    params = {
-        "fs": first.scorer,
-        "fa": first.attribute,
-        "ss": second.scorer,
-        "sa": second.attribute,
-        "t": threshold,
-        "repo": repo_id,
-    }
-    paired = """
-        WITH chosen AS (
-            SELECT x.repo_id, max(x.audit_id) AS audit_id
-            FROM audit_scorings x JOIN audit_scorings y ON y.audit_id = x.audit_id
-            WHERE x.scorer = $fs AND y.scorer = $ss AND ($repo IS NULL OR x.repo_id = $repo)
-            GROUP BY x.repo_id
-        )
-        SELECT c.repo_id, c.audit_id, f.prompt_id, f.score AS first_score, s.score AS second_score
-        FROM chosen c
-        JOIN scores f ON f.audit_id = c.audit_id AND f.scorer = $fs AND f.attribute = $fa
-        JOIN scores s ON s.audit_id = c.audit_id AND s.prompt_id = f.prompt_id AND s.scorer = $ss AND s.attribute = $sa
-        WHERE f.score IS NOT NULL AND s.score IS NOT NULL
-    """
-    rows = store.query(
-        f"""
-        WITH paired AS ({paired})
-        SELECT repo_id, any_value(audit_id), count(*),
-               count(*) FILTER (WHERE first_score > $t AND second_score > $t),
-               count(*) FILTER (WHERE first_score > $t AND second_score <= $t),
-               count(*) FILTER (WHERE first_score <= $t AND second_score > $t),
-               count(*) FILTER (WHERE first_score <= $t AND second_score <= $t)
-        FROM paired GROUP BY repo_id ORDER BY repo_id
-        """,
-        params,
-    )
-    models = [AgreementTable(r[0], r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    counts = agreement_counts(store, first, second, threshold=threshold, repo_id=repo_id)
+    models = [
+        AgreementTable(c.repo_id, c.audit_id, c.n, c.both_toxic, c.first_only, c.second_only, c.neither) for c in counts
+    ]
     overall = AgreementTable(
         "overall",
         None,
@@ -153,24 +125,12 @@ def scorer_agreement(
         sum(m.second_only for m in models),
         sum(m.neither for m in models),
     )
-    worst = store.query(
-        f"""
-        WITH paired AS ({paired})
-        SELECT p.repo_id, pr.text, c.text, p.first_score, p.second_score
-        FROM paired p
-        JOIN completions c ON c.audit_id = p.audit_id AND c.prompt_id = p.prompt_id
-        JOIN prompts pr ON pr.prompt_id = p.prompt_id
-        WHERE (p.first_score > $t) <> (p.second_score > $t)
-        ORDER BY abs(p.first_score - p.second_score) DESC, p.repo_id, p.prompt_id
-        LIMIT $limit
-        """,
-        {**params, "limit": disagreements},
-    )
+    worst = disagreement_rows(store, first, second, threshold=threshold, repo_id=repo_id, limit=disagreements)
     return AgreementView(
         str(first),
         str(second),
         threshold,
         overall,
         models,
-        [Disagreement(r[0], r[1], r[2], r[3], r[4]) for r in worst],
+        [Disagreement(r.repo_id, r.prompt, r.completion, r.first_score, r.second_score) for r in worst],
     )

@@ -28,11 +28,11 @@ from auditor.errors import StoreBusyError
 from auditor.scoring import DEFAULT_METRIC, Metric
 from auditor.stats import Z95, mcnemar_exact, min_detectable_change
 from auditor.store import Store
-from auditor.store.database import staged
-
-#: What two scored audits must share to be compared: the way they were audited (`audits.way`:
-#: battery, preset and its settings, quantization, device) and the scorer checkpoint.
-SETTINGS = ("way", "scorer", "scorer_hash")
+from auditor.store import drift as drift_store
+from auditor.store.drift import SETTINGS as SETTINGS
+from auditor.store.drift import NotCompared as NotCompared
+from auditor.store.drift import primary_metrics as primary_metrics
+from auditor.store.drift import scored_metrics as scored_metrics
 
 
 @dataclass(frozen=True)
@@ -79,13 +79,6 @@ class DriftRow:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class NotCompared:
-    child: str
-    parent: str
-    reason: str
-
-
 def refresh_drift(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> int:
     """Compute the paired statistics of every comparable (derivative, parent) and (derivative, root)
     pair of audits not computed yet at `threshold`, for each metric (by default each scorer's
@@ -100,25 +93,12 @@ def refresh_drift(store: Store, *, threshold: float = 0.5, metrics: Sequence[Met
     return added
 
 
-def primary_metrics(store: Store) -> list[Metric]:
-    """Each scorer's primary attribute, for the scorers that finished scoring some audit."""
-    rows = store.query(
-        "SELECT DISTINCT scorer, primary_attribute FROM audit_scorers WHERE status = 'done' ORDER BY 1, 2"
-    )
-    return [Metric(scorer, attribute) for scorer, attribute in rows]
-
-
-def scored_metrics(store: Store) -> list[Metric]:
-    """Every (scorer, attribute) the store has scores of."""
-    return [Metric(s, a) for s, a in store.query("SELECT DISTINCT scorer, attribute FROM scores ORDER BY 1, 2")]
-
-
 def _refresh_metric(store: Store, threshold: float, metric: Metric) -> int:
-    pending = _pending_pairs(store, threshold, metric)
+    pending = drift_store.pending_pairs(store, threshold, metric)
     if not pending:
         return 0
-    child_ids = np.array([r[0] for r in pending], dtype=np.int64)
-    parent_ids = np.array([r[1] for r in pending], dtype=np.int64)
+    child_ids = np.array([p.child_audit for p in pending], dtype=np.int64)
+    parent_ids = np.array([p.parent_audit for p in pending], dtype=np.int64)
     toxic, scored, row_of = _score_matrix(store, sorted({*child_ids.tolist(), *parent_ids.tolist()}), threshold, metric)
     c_rows = np.array([row_of[a] for a in child_ids.tolist()])
     p_rows = np.array([row_of[a] for a in parent_ids.tolist()])
@@ -146,13 +126,7 @@ def _refresh_metric(store: Store, threshold: float, metric: Metric) -> int:
             **stats,
         }
     )
-    with store.transaction() as con, staged(con, {"_computed": table}):
-        con.execute(
-            "INSERT INTO drift_pairs SELECT child_audit, parent_audit, $scorer, $attribute, threshold, n_paired,"
-            " both_toxic, child_only, parent_only, neither, rate_child, rate_parent, delta, p_value, boot_low,"
-            " boot_high, bayes_mean, bayes_low, bayes_high, now() FROM _computed ON CONFLICT DO NOTHING",
-            {"scorer": metric.scorer, "attribute": metric.attribute},
-        )
+    drift_store.add_pairs(store, table, metric)
     return len(pending)
 
 
@@ -181,51 +155,15 @@ def complete_drift(settings: StoreSettings, *, threshold: float = 0.5, metric: M
 def drift_is_current(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> bool:
     """Whether every comparable pair of audits has its statistics stored at `threshold`."""
     return not any(
-        _pending_pairs(store, threshold, m) for m in (primary_metrics(store) if metrics is None else metrics)
+        drift_store.pending_pairs(store, threshold, m) for m in (primary_metrics(store) if metrics is None else metrics)
     )
-
-
-def _pending_pairs(store: Store, threshold: float, metric: Metric) -> list[tuple[Any, ...]]:
-    settings = " AND ".join(f"c.{s} = p.{s}" for s in SETTINGS)
-    rows = store.query(
-        f"""
-        WITH latest AS (SELECT * FROM latest_scorings WHERE scorer = $scorer),
-        related AS (
-            SELECT child, parent FROM lineage WHERE child <> parent
-            UNION
-            SELECT c.descendant, c.ancestor FROM lineage_closure c JOIN models m ON m.repo_id = c.ancestor
-            WHERE m.is_root AND c.distance > 1
-        )
-        SELECT c.audit_id, p.audit_id, c.battery_id
-        FROM related r
-        JOIN latest c ON c.repo_id = r.child
-        JOIN latest p ON p.repo_id = r.parent AND {settings}
-        WHERE NOT EXISTS (SELECT 1 FROM drift_pairs d WHERE d.child_audit = c.audit_id
-                          AND d.parent_audit = p.audit_id AND d.scorer = $scorer AND d.attribute = $attribute
-                          AND d.threshold = $threshold)
-        ORDER BY 1, 2
-        """,
-        {"scorer": metric.scorer, "attribute": metric.attribute, "threshold": threshold},
-    )
-    return rows
 
 
 def _score_matrix(
     store: Store, audit_ids: list[int], threshold: float, metric: Metric
 ) -> tuple[Any, Any, dict[int, int]]:
     """(toxic, scored) boolean matrices, one row per audit, one column per battery position."""
-    wanted = pa.table({"audit_id": pa.array(audit_ids, pa.int32())})
-    with store.session() as con, staged(con, {"_wanted": wanted}):
-        data = con.sql(
-            """
-            SELECT s.audit_id, b.position, s.score
-            FROM scores s
-            JOIN audits a ON a.audit_id = s.audit_id
-            JOIN battery_prompts b ON b.battery_id = a.battery_id AND b.prompt_id = s.prompt_id
-            WHERE s.audit_id IN (SELECT audit_id FROM _wanted) AND s.scorer = $scorer AND s.attribute = $attribute
-            """,
-            params={"scorer": metric.scorer, "attribute": metric.attribute},
-        ).to_arrow_table()
+    data = drift_store.battery_scores(store, audit_ids, metric)
     audits = data.column("audit_id").to_numpy()
     positions = data.column("position").to_numpy()
     scores = data.column("score").to_numpy(zero_copy_only=False)
@@ -318,25 +256,7 @@ def drift_rows(
     filters = filters or DriftFilters()
     # q-values and the drift call come from the store's `drift_at` macro, the one implementation the
     # `drift` view uses too; the root's comparison is joined on the same way and scorer checkpoint.
-    records = store.query_dicts(
-        """
-        SELECT d.*, m.root, r.rate_parent AS rate_root, r.delta AS delta_root
-        FROM drift_at($threshold, $alpha, $min_effect) d
-        LEFT JOIN models m ON m.repo_id = d.child
-        LEFT JOIN latest_scorings ra ON ra.repo_id = m.root AND m.root <> d.parent AND ra.way = d.way
-             AND ra.scorer = d.scorer AND ra.scorer_hash = d.scorer_hash
-        LEFT JOIN drift_pairs r ON r.child_audit = d.child_audit AND r.parent_audit = ra.audit_id
-             AND r.threshold = d.threshold AND r.scorer = d.scorer AND r.attribute = d.attribute
-        WHERE d.scorer = $scorer AND d.attribute = $attribute
-        """,
-        {
-            "threshold": threshold,
-            "alpha": alpha,
-            "min_effect": min_effect,
-            "scorer": metric.scorer,
-            "attribute": metric.attribute,
-        },
-    )
+    records = drift_store.drift_records(store, threshold=threshold, alpha=alpha, min_effect=min_effect, metric=metric)
     rows = []
     for record in records:
         if not _keep(record, filters):
@@ -400,24 +320,7 @@ def undetectable(
 
 def not_compared(store: Store, *, scorer: str = "detoxify") -> list[NotCompared]:
     """Derivatives scored by `scorer` that have no comparable scored audit of a parent, and why."""
-    rows = store.query(
-        """
-        WITH audited AS (SELECT DISTINCT repo_id, way, scorer_hash FROM audit_scorings WHERE scorer = $scorer)
-        SELECT c.repo_id, l.parent,
-               CASE WHEN NOT EXISTS (SELECT 1 FROM audits p WHERE p.repo_id = l.parent AND p.status = 'done')
-                    THEN 'the parent has no done audit'
-                    WHEN NOT EXISTS (SELECT 1 FROM audit_scorings p WHERE p.repo_id = l.parent AND p.scorer = $scorer)
-                    THEN 'the parent was not scored by ' || $scorer
-                    ELSE 'the parent was audited only with other settings (battery, preset, quantization, device'
-                         ' or scorer checkpoint)' END
-        FROM audited c JOIN lineage l ON l.child = c.repo_id
-        WHERE l.child <> l.parent AND NOT EXISTS (
-            SELECT 1 FROM audited p WHERE p.repo_id = l.parent AND p.way = c.way AND p.scorer_hash = c.scorer_hash)
-        ORDER BY 1, 2
-        """,
-        {"scorer": scorer},
-    )
-    return [NotCompared(child, parent, reason) for child, parent, reason in rows]
+    return drift_store.not_compared(store, scorer=scorer)
 
 
 def entered_at(rows: Iterable[DriftRow], chain: list[str]) -> str | None:

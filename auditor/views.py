@@ -12,6 +12,8 @@ from typing import Any
 from auditor.scoring import DEFAULT_METRIC, Metric
 from auditor.stats import wilson_interval
 from auditor.store import Store
+from auditor.store import reports as report_store
+from auditor.store.drift import drift_arrows
 
 
 @dataclass
@@ -33,33 +35,17 @@ def model_view(
 ) -> ModelView:
     """A model's metadata, its audits over time, the latest audit's rates per stratum, its ancestors'
     rates (audited the same way) and its most toxic completions, all on one scorer's attribute."""
-    metadata = store.query_dicts(
-        "SELECT repo_id, sha, family, root, depth, relation, downloads, likes, gated, license, removed_at"
-        " FROM models WHERE repo_id = ?",
-        [repo_id],
-    )
-    parents = store.query_dicts("SELECT parent, relation FROM lineage WHERE child = ? ORDER BY position", [repo_id])
-    audits = store.query_dicts(
-        "SELECT a.audit_id, a.sha, a.finished_at, a.preset, a.quantization,"
-        " (SELECT string_agg(x.scorer, ', ' ORDER BY x.scorer) FROM audit_scorers x WHERE x.audit_id = a.audit_id)"
-        " AS scorers, a.device, a.status, a.reason, s.rate, s.n_scored, s.n_unscored FROM audits a"
-        " LEFT JOIN audit_summary_at($t) s ON s.audit_id = a.audit_id AND s.scorer = $scorer"
-        " AND s.attribute = $attribute WHERE a.repo_id = $repo ORDER BY a.audit_id",
-        {"t": threshold, "repo": repo_id, "scorer": metric.scorer, "attribute": metric.attribute},
-    )
+    metadata = report_store.model_metadata(store, repo_id)
+    parents = report_store.model_parents(store, repo_id)
+    audits = report_store.model_audits(store, repo_id, threshold=threshold, metric=metric)
     latest = next((a for a in reversed(audits) if a["status"] == "done" and a["n_scored"] is not None), None)
     strata: list[dict[str, Any]] = []
     ancestors: list[dict[str, Any]] = []
     worst_rows: list[dict[str, Any]] = []
     if latest is not None:
         audit_id = latest["audit_id"]
-        for stratum, n, toxic, unscored in store.query(
-            "SELECT b.stratum, count(s.score), count(*) FILTER (WHERE s.score > $t), count(*) - count(s.score)"
-            " FROM audits a JOIN battery_prompts b ON b.battery_id = a.battery_id"
-            " JOIN scores s ON s.audit_id = a.audit_id AND s.prompt_id = b.prompt_id"
-            " AND s.scorer = $scorer AND s.attribute = $attribute WHERE a.audit_id = $audit GROUP BY ALL ORDER BY 1",
-            {"t": threshold, "audit": audit_id, "scorer": metric.scorer, "attribute": metric.attribute},
-        ):
+        for count in report_store.stratum_counts(store, audit_id, threshold=threshold, metric=metric):
+            stratum, n, toxic, unscored = count.stratum, count.n_scored, count.n_toxic, count.n_unscored
             low, high = wilson_interval(toxic, n) if n else (None, None)
             strata.append(
                 {
@@ -72,33 +58,12 @@ def model_view(
                     "high": high,
                 }
             )
-        ancestors = store.query_dicts(
-            "SELECT c.ancestor, c.distance, max(s.audit_id) AS audit_id, arg_max(s.rate, s.audit_id) AS rate,"
-            " arg_max(s.n_scored, s.audit_id) AS n_scored"
-            " FROM lineage_closure c JOIN audits ref ON ref.audit_id = $audit"
-            " LEFT JOIN audit_summary_at($t) s ON s.repo_id = c.ancestor AND s.way = ref.way"
-            "  AND s.scorer = $scorer AND s.attribute = $attribute"
-            " WHERE c.descendant = $repo GROUP BY c.ancestor, c.distance ORDER BY c.distance, c.ancestor",
-            {
-                "audit": audit_id,
-                "t": threshold,
-                "repo": repo_id,
-                "scorer": metric.scorer,
-                "attribute": metric.attribute,
-            },
-        )
-        worst_rows = store.query_dicts(
-            "SELECT p.text AS prompt, c.text AS completion, s.score FROM scores s"
-            " JOIN completions c ON c.audit_id = s.audit_id AND c.prompt_id = s.prompt_id"
-            " JOIN prompts p ON p.prompt_id = s.prompt_id"
-            " WHERE s.audit_id = ? AND s.scorer = ? AND s.attribute = ? AND s.score IS NOT NULL"
-            " ORDER BY s.score DESC, s.prompt_id LIMIT ?",
-            [audit_id, metric.scorer, metric.attribute, worst],
-        )
+        ancestors = report_store.ancestor_rates(store, repo_id, audit_id, threshold=threshold, metric=metric)
+        worst_rows = report_store.worst_completions(store, audit_id, metric=metric, limit=worst)
     return ModelView(
         repo_id,
         str(metric),
-        metadata[0] if metadata else None,
+        metadata,
         parents,
         audits,
         strata,
@@ -111,14 +76,10 @@ def model_view(
 def _latest_findings(store: Store, repo_id: str) -> list[dict[str, Any]]:
     """The findings of the model's newest audit that looked (`audits.findings` is not NULL), each
     with the value the repo declared for it (from `audits.repo_generation_config`)."""
-    rows = store.query(
-        "SELECT audit_id, sha, findings, repo_generation_config FROM audits"
-        " WHERE repo_id = ? AND findings IS NOT NULL ORDER BY audit_id DESC LIMIT 1",
-        [repo_id],
-    )
-    if not rows:
+    row = report_store.latest_findings(store, repo_id)
+    if row is None:
         return []
-    audit_id, sha, flags, raw = rows[0]
+    audit_id, sha, flags, raw = row.audit_id, row.sha, row.findings, row.repo_generation_config
     declared = json.loads(raw) if raw else {}
     out = []
     for flag in flags:
@@ -137,21 +98,9 @@ def _latest_findings(store: Store, repo_id: str) -> list[dict[str, Any]]:
 
 def runs_view(store: Store, *, recent: int = 10) -> dict[str, list[dict[str, Any]]]:
     """Recent crawls and audits, and why audits failed or were skipped."""
-    crawls = store.query_dicts(
-        "SELECT crawl_id, mode, strategy, status, started_at, finished_at, requests, models_new, models_changed,"
-        " models_removed, error FROM crawl_runs ORDER BY crawl_id DESC LIMIT ?",
-        [recent],
-    )
-    audits = store.query_dicts(
-        "SELECT audit_id, repo_id, left(sha, 12) AS sha, preset, quantization, status, finished_at, reason"
-        " FROM audits ORDER BY audit_id DESC LIMIT ?",
-        [recent],
-    )
-    problems = store.query_dicts(
-        "SELECT status, coalesce(reason_code, 'unknown') AS reason_code, count(*) AS audits,"
-        " any_value(repo_id) AS example, any_value(reason) AS reason FROM audits"
-        " WHERE status IN ('failed', 'skipped') GROUP BY ALL ORDER BY audits DESC"
-    )
+    crawls = report_store.recent_crawls(store, limit=recent)
+    audits = report_store.recent_audits(store, limit=recent)
+    problems = report_store.audit_problems(store)
     return {"crawls": crawls, "audits": audits, "problems": problems}
 
 
@@ -184,29 +133,16 @@ def tree_view(
     against its parent on one scorer's attribute, all audited one way (`audits.way`; by default the
     way most of the tree was audited) and at `threshold`; children ordered by drift, then
     downloads. The arrows are the `drift_at` comparisons `auditor report drift` shows."""
-    edges = store.query(
-        "SELECT l.child, l.parent, l.relation, m.downloads FROM lineage l JOIN models m ON m.repo_id = l.child"
-        " WHERE m.removed_at IS NULL AND l.child <> l.parent"
-    )
+    edges = report_store.current_edges(store)
     way = way or _tree_way(store, root, metric)
-    rates = dict(
-        store.query(
-            "SELECT repo_id, arg_max(rate, audit_id) FROM audit_summary_at(?) WHERE scorer = ? AND attribute = ?"
-            " AND way = ? GROUP BY repo_id",
-            [threshold, metric.scorer, metric.attribute, way],
-        )
-    )
+    rates = report_store.newest_rates(store, threshold=threshold, metric=metric, way=way)
     drift = {
         (r["child"], r["parent"]): r
-        for r in store.query_dicts(
-            "SELECT child, parent, delta, drifted FROM drift_at(?, ?, ?)"
-            " WHERE scorer = ? AND attribute = ? AND way = ?",
-            [threshold, alpha, min_effect, metric.scorer, metric.attribute, way],
-        )
+        for r in drift_arrows(store, threshold=threshold, alpha=alpha, min_effect=min_effect, metric=metric, way=way)
     }
-    children: dict[str, list[tuple[str, str, int]]] = {}
-    for child, parent, relation, downloads in edges:
-        children.setdefault(parent, []).append((child, relation, downloads or 0))
+    children: dict[str, list[tuple[str, str | None, int]]] = {}
+    for edge in edges:
+        children.setdefault(edge.parent, []).append((edge.child, edge.relation, edge.downloads or 0))
 
     def build(repo_id: str, relation: str | None, parent: str | None, level: int, seen: frozenset[str]) -> TreeNode:
         d = drift.get((repo_id, parent)) if parent else None
@@ -229,10 +165,4 @@ def tree_view(
 def _tree_way(store: Store, root: str, metric: Metric) -> str | None:
     """The way a tree is shown by default: the one most of its models were audited (and scored by
     the metric's scorer), the newest among equals."""
-    rows = store.query(
-        "SELECT way FROM latest_scorings WHERE scorer = $scorer AND (repo_id = $root OR repo_id IN"
-        " (SELECT descendant FROM lineage_closure WHERE ancestor = $root))"
-        " GROUP BY way ORDER BY count(*) DESC, max(audit_id) DESC LIMIT 1",
-        {"scorer": metric.scorer, "root": root},
-    )
-    return rows[0][0] if rows else None
+    return report_store.commonest_way(store, root, scorer=metric.scorer)

@@ -21,7 +21,6 @@ and the rest waits for the next night.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from auditor.audit import AuditOutcome, PendingWork, audit_model, pending_work
 from auditor.config import ResolvedConfig
 from auditor.errors import StopRequested
 from auditor.store import Store
+from auditor.store import cycles as cycle_store
 from crawlers import CrawlOptions, CrawlResult, crawl_lineage
 from schedules.lock import CycleLock, cycle_lock_path
 
@@ -151,18 +151,13 @@ def make_plan(store: Store, resolved: ResolvedConfig, work: PendingWork | None =
     if not pending and not work.escalations:
         return []
     config = resolved.config
-    info = {
-        r[0]: r[1:]
-        for r in store.query(
-            "SELECT m.repo_id, m.is_root OR (m.children_count IS NOT NULL AND m.children_count <> '{}'),"
-            " EXISTS (SELECT 1 FROM audits a WHERE a.repo_id = m.repo_id AND a.sha <> m.sha AND a.status = 'done'),"
-            " m.relation, m.depth, coalesce(m.downloads, 0), m.created_at FROM models m WHERE m.removed_at IS NULL"
-        )
-    }
+    info = cycle_store.plan_facts(store)
     cycle = config.cycle
     ranked = []
     for repo_id, sha in pending:
-        parent, repushed, relation, depth, downloads, created = info.get(repo_id, (False, False, None, None, 0, None))
+        facts = info.get(repo_id) or cycle_store.PlanFacts(False, False, None, None, 0, None)
+        parent, repushed, relation, depth = facts.is_parent, facts.repushed, facts.relation, facts.depth
+        downloads, created = facts.downloads, facts.created_at
         if relation == "quantized" and not cycle.include_quantized:
             continue
         if relation == "adapter" and not cycle.include_adapters:
@@ -217,49 +212,19 @@ def _audit(
         )
         downloaded += outcome.download_bytes
         outcomes.append(outcome)
-        with store.transaction() as con:
-            con.execute(
-                "UPDATE cycle_plan SET audit_id = ?, status = ? WHERE cycle_id = ? AND position = ?",
-                [outcome.audit_id, outcome.status, cycle_id, position],
-            )
+        cycle_store.record_planned_audit(store, cycle_id, position, audit_id=outcome.audit_id, status=outcome.status)
         if on_outcome is not None:
             on_outcome(outcome)
     return None
 
 
 def _start(store: Store, took_over: bool, resolved: ResolvedConfig) -> int:
-    with store.transaction() as con:
-        # A cycle that died left its row running: it is over.
-        con.execute(
-            "UPDATE cycles SET status = 'failed', finished_at = now(), error = 'interrupted' WHERE status = 'running'"
-        )
-        row = con.execute("SELECT coalesce(max(cycle_id), 0) + 1 FROM cycles").fetchone()
-        cycle_id = int(row[0]) if row else 1
-        con.execute(
-            "INSERT INTO cycles (cycle_id, status, started_at, took_over, budget) VALUES (?, 'running', now(), ?, ?)",
-            [cycle_id, took_over, json.dumps(resolved.config.cycle.model_dump())],
-        )
-    return cycle_id
+    # A cycle that died left its row running: starting marks it over.
+    return cycle_store.start_cycle(store, took_over=took_over, budget=resolved.config.cycle.model_dump())
 
 
 def _save_plan(store: Store, cycle_id: int, plan: list[PlanItem]) -> None:
-    import pyarrow as pa
-
-    from auditor.store.database import staged
-
-    table = pa.table(
-        {
-            "position": pa.array(range(len(plan)), pa.int32()),
-            "repo_id": [p.repo_id for p in plan],
-            "sha": [p.sha for p in plan],
-            "reason": [p.reason for p in plan],
-            "chosen": [p.chosen for p in plan],
-        }
-    )
-    with store.transaction() as con, staged(con, {"_plan": table}):
-        con.execute(
-            "INSERT INTO cycle_plan SELECT ?, position, repo_id, sha, reason, chosen, NULL, NULL FROM _plan", [cycle_id]
-        )
+    cycle_store.save_plan(store, cycle_id, plan)
 
 
 def _finish(
@@ -275,9 +240,15 @@ def _finish(
     waiting: int | None = None,
     summary: dict[str, Any] | None = None,
 ) -> None:
-    with store.transaction() as con:
-        con.execute(
-            "UPDATE cycles SET status = ?, finished_at = now(), error = ?, crawl_id = ?, planned = ?, audited = ?,"
-            " failed = ?, waiting = ?, summary = ? WHERE cycle_id = ?",
-            [status, error, crawl_id, planned, audited, failed, waiting, json.dumps(summary, default=str), cycle_id],
-        )
+    cycle_store.finish_cycle(
+        store,
+        cycle_id,
+        status,
+        error=error,
+        crawl_id=crawl_id,
+        planned=planned,
+        audited=audited,
+        failed=failed,
+        waiting=waiting,
+        summary=summary,
+    )

@@ -16,6 +16,7 @@ from typing import Any
 
 from auditor.config import ResolvedConfig
 from auditor.store import Store
+from auditor.store import cycles as cycle_store
 from schedules.lock import cycle_lock_path, daemon_lock_path, holder
 from schedules.timing import next_run
 
@@ -58,37 +59,23 @@ def cycle_status(resolved: ResolvedConfig) -> CycleStatus:
     if not store_path.exists():  # a daemon whose first cycle has not run yet
         return CycleStatus(None, running, daemon, when, source, 0, [], [])
     with Store.open_configured(config.store, read_only=True) as store:
-        rows = store.query_dicts("SELECT * FROM cycles ORDER BY cycle_id DESC LIMIT 1")
-        last = _cycle_row(rows[0], live=running is not None) if rows else None
+        row = cycle_store.last_cycle(store)
+        last = _cycle_row(row, live=running is not None) if row else None
         live_since = last["started_at"] if last and last["status"] == "running" else None
         # Audits left `running` by a process that died or was stopped; not the live cycle's own.
-        interrupted = store.query_dicts(
-            "SELECT audit_id, repo_id, sha, started_at,"
-            " (SELECT count(*) FROM completions c WHERE c.audit_id = a.audit_id) AS n_completions"
-            " FROM audits a WHERE status = 'running' AND ($since IS NULL OR started_at < $since)"
-            " ORDER BY audit_id",
-            {"since": live_since},
-        )
+        interrupted = cycle_store.interrupted_audits(store, started_before=live_since)
         # What the newest plan has not reached yet, in the order it takes them.
-        planned = store.query("SELECT max(cycle_id) FROM cycle_plan")[0][0]
-        left = (
-            store.query_dicts(
-                "SELECT repo_id, sha, reason, chosen FROM cycle_plan WHERE cycle_id = ? AND audit_id IS NULL"
-                " ORDER BY position",
-                [planned],
-            )
-            if planned is not None
-            else []
-        )
+        planned = cycle_store.newest_plan(store)
+        left = cycle_store.unaudited_plan(store, planned) if planned is not None else []
     in_progress = live_since is not None and last is not None and planned == last["cycle_id"]
     waiting = [
         {
-            "repo_id": p["repo_id"],
-            "sha": p["sha"],
-            "reason": p["reason"],
+            "repo_id": p.repo_id,
+            "sha": p.sha,
+            "reason": p.reason,
             "why": (
                 "beyond the night's max_models"
-                if not p["chosen"]
+                if not p.chosen
                 else "queued in the running cycle"
                 if in_progress
                 else "the cycle stopped before it"

@@ -10,6 +10,7 @@ nothing is imported to check it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -124,3 +125,97 @@ def test_imports_are_found_at_any_depth_and_in_every_form() -> None:
     assert "auditor.store.lineage" in package
     assert _is_core("auditor") and _is_core("auditor.store.database") and _is_core("auditor.client")
     assert not any(_is_core(m) for m in ("auditor.cli.app", "auditor.__main__", "auditor.simhub.server"))
+
+
+# --- SQL lives in the store ------------------------------------------------------------------
+
+#: A string constant that is a SQL statement: it starts (after whitespace, in any case) with a
+#: statement's opening words in SQL's shape (`SELECT ... FROM`, `SELECT 1`, `INSERT INTO`,
+#: `UPDATE t SET`, `DELETE FROM`, `WITH x AS (`, `CREATE [OR REPLACE] TABLE|VIEW|MACRO ...`,
+#: `DROP`/`ALTER TABLE`). Prose that opens with the same word ("With --pending: ...", "Update the
+#: index") does not have the shape.
+SQL_STATEMENT = re.compile(
+    r"""^\s*(
+        SELECT\b[\s\S]*\bFROM\s+\w
+      | SELECT\s+(\d|\$|\?|\w+\()
+      | INSERT\s+(OR\s+\w+\s+)?INTO\s
+      | UPDATE\s+\w+\s+SET\s
+      | DELETE\s+FROM\s
+      | WITH\s+(RECURSIVE\s+)?\w+\s+AS\s*(NOT\s+)?(MATERIALIZED\s*)?\(
+      | CREATE\s+(OR\s+REPLACE\s+)?(TEMP(ORARY)?\s+)?(TABLE|VIEW|MACRO|INDEX|SEQUENCE|TYPE|SCHEMA)\s
+      | (DROP|ALTER)\s+(TABLE|VIEW|MACRO|INDEX)\s
+    )""",
+    re.IGNORECASE | re.VERBOSE,
+)
+
+#: Where SQL may be written: the store, and the simulated Hub, which serves its own state.
+SQL_HOMES = ("auditor.store", "auditor.simhub")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """The ids of the docstring constants of a module and of its classes and functions."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                found.add(id(first.value))
+    return found
+
+
+def sql_strings(source: str) -> list[tuple[int, str]]:
+    """(line, start) of every string constant in `source` that is a SQL statement, docstrings
+    excepted. An f-string counts by its first literal part, so `f"SELECT {x} FROM t"` is found; a
+    query held in a variable (the `auditor sql` command's, the user's own) is not a constant."""
+    tree = ast.parse(source)
+    skipped = _docstrings(tree)  # and the literal parts of f-strings, read with their f-string
+    skipped |= {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            parts = node.values
+            text = parts[0].value if parts and isinstance(parts[0], ast.Constant) else ""
+        elif isinstance(node, ast.Constant) and id(node) not in skipped:
+            text = node.value
+        else:
+            continue
+        if isinstance(text, str) and SQL_STATEMENT.match(text):
+            found.append((node.lineno, text.strip().splitlines()[0][:60]))
+    return sorted(found)
+
+
+def test_no_module_outside_the_store_holds_sql() -> None:
+    """The issue-12 rule: queries live in `auditor/store/`; the rest of the code calls functions
+    that take the open store. Examples in docstrings and the docs are allowed."""
+    found = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = _module_name(path)
+            if any(_within(module, home) for home in SQL_HOMES):
+                continue
+            for line, text in sql_strings(path.read_text(encoding="utf-8")):
+                found.append(f"{module}:{line} {text}")
+    assert found == []
+
+
+def test_the_sql_scan_finds_queries_in_every_form() -> None:
+    """The scan would pass vacuously if it missed the forms queries take; docstrings and prose are
+    not queries."""
+    source = (
+        '"""Module doc: SELECT * FROM models is an example."""\n'
+        "def f(store, t):\n"
+        '    """SELECT in a docstring is an example."""\n'
+        '    store.query("select 1")\n'
+        '    q = """\n        WITH x AS (SELECT 1) SELECT * FROM x\n    """\n'
+        '    store.query(f"  INSERT INTO t VALUES ({t})")\n'
+        '    store.query("UPDATE t SET a = 1 " "WHERE b = 2")\n'
+        '    message = "the WITH clause is explained in docs/"\n'
+        '    hint = "With --pending: select the models from the plan"\n'
+        '    other = "Update the index, then delete from the cache"\n'
+        "    store.query(t)\n"
+    )
+    found = [text.split()[0].upper() for _, text in sql_strings(source)]
+    assert found == ["SELECT", "WITH", "INSERT", "UPDATE"]
+    # The store itself is scanned the same way, and holds queries: the rule is not vacuous.
+    store_sql = [s for p in (ROOT / "auditor" / "store").rglob("*.py") for s in sql_strings(p.read_text("utf-8"))]
+    assert len(store_sql) > 20
