@@ -125,9 +125,9 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
             con.execute(
                 "INSERT INTO audits (audit_id, repo_id, sha, battery_id, preset, preset_hash, generation_config,"
                 " quantization, scorer, scorer_hash, device, status, n_prompts, n_completions, n_scored, started_at,"
-                " finished_at, auditor_version, primary_attribute)"
-                " SELECT row_number() OVER (), repo_id, sha, 'bench', 'paper', 'h', '{}', 'nf4', 'detoxify', 'c',"
-                " 'cuda', 'done', ?, ?, ?, now(), now(), 'bench', 'toxicity' FROM _m",
+                " finished_at, auditor_version, primary_attribute, way)"
+                " SELECT row_number() OVER (), repo_id, sha, 'bench', 'nightly', 'h', '{}', 'nf4', 'detoxify', 'c',"
+                " 'cuda', 'done', ?, ?, ?, now(), now(), 'bench', 'toxicity', 'bench-way' FROM _m",
                 [n_prompts, n_prompts, n_prompts],
             )
             con.execute(
