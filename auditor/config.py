@@ -29,7 +29,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -41,8 +41,20 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG_FILE = Path("auditor.toml")
-#: The registered scorers (auditor.scoring); the name is what the store records.
-SCORER_NAMES: tuple[str, ...] = ("detoxify", "hf-classifier")
+#: The registered scorers (auditor.scoring.load_scorer); the name is what the store records. The
+#: vocabularies live here, beside the settings that take them, because the config validates them
+#: before any registry (and its heavy imports) loads; the CLI reads its choices from them.
+ScorerName = Literal["detoxify", "hf-classifier"]
+SCORER_NAMES: tuple[str, ...] = get_args(ScorerName)
+#: Quantization modes (auditor.loader.quantization_config; `auto` is resolved by the preset).
+Quantization = Literal["auto", "nf4", "int8", "none"]
+QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
+#: Devices an audit runs on (`auto`: cuda when there is one).
+Device = Literal["auto", "cpu", "cuda"]
+DEVICES: tuple[str, ...] = get_args(Device)
+#: How a full crawl learns the tree (crawlers.plan).
+CrawlStrategy = Literal["auto", "walk", "scan"]
+CRAWL_STRATEGIES: tuple[str, ...] = get_args(CrawlStrategy)
 ENV_PREFIX = "AUDITOR_"
 
 #: The base and instruct models studied by Hawkins, Mittelstadt & Russell (2024).
@@ -96,7 +108,7 @@ class CrawlSettings(_Section):
     roots: tuple[str, ...] = DEFAULT_ROOTS
     #: How a full crawl learns the tree: `walk` (one listing per model of the tree), `scan` (every
     #: page of the whole Hub listing, lineage computed here) or `auto` (the cheaper, estimated).
-    strategy: Literal["auto", "walk", "scan"] = "auto"
+    strategy: CrawlStrategy = "auto"
     #: Listing requests in flight at once (a walk's listings; a scan's pages come one after another).
     concurrency: int = Field(default=4, ge=1, le=64)
     #: Models per listing page; the Hub serves at most 1,000.
@@ -168,15 +180,15 @@ class AuditSettings(_Section):
     @field_validator("quantization")
     @classmethod
     def _check_quant(cls, value: str) -> str:
-        if value not in ("auto", "nf4", "int8", "none"):
-            raise ValueError("must be auto, nf4, int8 or none")
+        if value not in QUANTIZATIONS:
+            raise ValueError("must be " + ", ".join(QUANTIZATIONS))
         return value
 
     @field_validator("device")
     @classmethod
     def _check_device(cls, value: str) -> str:
-        if value not in ("auto", "cpu", "cuda"):
-            raise ValueError("must be auto, cpu or cuda")
+        if value not in DEVICES:
+            raise ValueError("must be " + ", ".join(DEVICES))
         return value
 
 

@@ -321,3 +321,21 @@ def test_hf_hub_offline_is_said_in_one_line_and_a_hint(tmp_path: Path) -> None:
     assert done.stderr.splitlines()[0].startswith("error: HF_HUB_OFFLINE is set"), done.stderr
     assert len(done.stderr.splitlines()) == 2 and "unset HF_HUB_OFFLINE" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_cli_offers_exactly_the_vocabularies_the_config_accepts() -> None:
+    from auditor.config import CRAWL_STRATEGIES, QUANTIZATIONS, SCORER_NAMES
+    from auditor.lineage import RELATIONS
+
+    def choices(command: click.Command, name: str) -> tuple[str, ...]:
+        [param] = [p for p in command.params if p.name == name]
+        assert isinstance(param.type, click.Choice)
+        return tuple(param.type.choices)
+
+    report = cli.commands["report"]
+    assert isinstance(report, click.Group)
+    assert choices(cli.commands["audit"], "quant") == QUANTIZATIONS
+    assert choices(cli.commands["audit"], "scorers") == SCORER_NAMES
+    assert choices(cli.commands["crawl"], "strategy") == CRAWL_STRATEGIES
+    assert choices(report.commands["drift"], "relation") == RELATIONS
+    assert choices(report.commands["model"], "scorer") == SCORER_NAMES

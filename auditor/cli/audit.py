@@ -7,6 +7,7 @@ import click
 from auditor.cli.invocation import Invocation, configured
 from auditor.cli.logs import quiet_model_libraries
 from auditor.cli.options import format_option
+from auditor.config import QUANTIZATIONS, SCORER_NAMES
 
 
 @click.command()
@@ -20,7 +21,7 @@ from auditor.cli.options import format_option
 )
 @click.option(
     "--quant",
-    type=click.Choice(["auto", "nf4", "int8", "none"]),
+    type=click.Choice(QUANTIZATIONS),
     default=None,
     help="Quantization (audit.quantization; auto is nf4 on a GPU, none on a CPU).",
 )
@@ -35,7 +36,7 @@ from auditor.cli.options import format_option
 @click.option(
     "--scorer",
     "scorers",
-    type=click.Choice(["detoxify", "hf-classifier"]),
+    type=click.Choice(SCORER_NAMES),
     multiple=True,
     help="Score with this scorer (repeat for several; scoring.scorers). Generation is shared.",
 )

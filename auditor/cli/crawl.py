@@ -6,6 +6,7 @@ import click
 
 from auditor.cli.invocation import Invocation, configured
 from auditor.cli.options import format_option
+from auditor.config import CRAWL_STRATEGIES
 
 
 @click.command()
@@ -19,7 +20,7 @@ from auditor.cli.options import format_option
 @click.option("--full", is_flag=True, help="Learn the whole tree again instead of reading the change feed.")
 @click.option(
     "--strategy",
-    type=click.Choice(["auto", "walk", "scan"]),
+    type=click.Choice(CRAWL_STRATEGIES),
     default=None,
     help="How a full crawl learns the tree: walk (a listing per model), scan (the whole Hub listing),"
     " auto (the cheaper, estimated; crawl.strategy).",

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from auditor.config import SCORER_NAMES
+
 if TYPE_CHECKING:
     from auditor.config import ResolvedConfig
     from auditor.scoring import Metric
@@ -58,7 +60,7 @@ def metric_options(func: F) -> F:
     )(func)
     return click.option(
         "--scorer",
-        type=click.Choice(["detoxify", "hf-classifier"]),
+        type=click.Choice(SCORER_NAMES),
         default=None,
         help="Whose scores to report (default: [scoring] headline, else the first of [scoring] scorers).",
     )(func)

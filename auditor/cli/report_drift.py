@@ -9,13 +9,14 @@ import click
 
 from auditor.cli.invocation import Invocation, configured
 from auditor.cli.options import format_option, metric_options, report_metric
+from auditor.lineage import RELATIONS
 
 
 @click.command("drift")
 @click.option("--family", default=None, help="Only this family (gemma, llama, phi, ...).")
 @click.option(
     "--relation",
-    type=click.Choice(["finetune", "adapter", "quantized", "merge"]),
+    type=click.Choice(RELATIONS),
     default=None,
     help="Only derivatives of this relation to their parent.",
 )
