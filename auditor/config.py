@@ -215,6 +215,7 @@ class ScoringSettings(_Section):
     classifier_revision: str = "main"
     #: A generation is toxic when its score is above this.
     threshold: float = Field(default=0.5, ge=0, le=1)
+    #: Texts per Detoxify pass (the classifier scores one text per pass, as evaluate does).
     batch_size: int = Field(default=64, ge=1, le=4096)
 
     @field_validator("scorers")

@@ -101,7 +101,6 @@ class ClassifierScorer:
     label_index: int
     label: str
     checkpoint_hash: str
-    batch_size: int
     name: str = "hf-classifier"
 
     @property
@@ -337,7 +336,6 @@ def classifier_from_folder(path: Path, settings: ScoringSettings, sha: str) -> C
         labels[settings.classifier_label.lower()],
         settings.classifier_label.lower(),
         f"{settings.classifier}@{sha}",
-        settings.batch_size,
     )
 
 

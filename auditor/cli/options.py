@@ -11,6 +11,7 @@ import click
 from auditor.config import SCORER_NAMES
 
 if TYPE_CHECKING:
+    from auditor.cli.invocation import Invocation
     from auditor.config import ResolvedConfig
     from auditor.scoring import Metric
     from auditor.store import Store
@@ -88,4 +89,25 @@ def report_metric(
                 f"this store has no scores of {metric}",
                 hint="choose --scorer/--attribute among: " + ", ".join(str(m) for m in known),
             )
+    return metric
+
+
+def compared_metric(inv: Invocation, scorer: str | None, attribute: str | None) -> Metric:
+    """The report's metric, once every comparable pair of audits has its statistics at the
+    configured threshold (a short write, or a warning when a cycle holds the store).
+
+    The store is opened twice: `complete_drift` may write the missing pairs in between, and DuckDB
+    lets a process hold a file read-only or for writing, not both.
+    """
+    from auditor.drift import complete_drift
+
+    threshold = inv.config.scoring.threshold
+    with inv.read_store() as opened:
+        metric = report_metric(inv.resolved, scorer, attribute, opened)
+    if not complete_drift(inv.config.store, threshold=threshold, metric=metric):
+        click.echo(
+            f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
+            " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
+            err=True,
+        )
     return metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from auditor.cli.invocation import Invocation, configured
-from auditor.cli.options import format_option, metric_options, report_metric
+from auditor.cli.options import compared_metric, format_option, metric_options, report_metric
 from auditor.cli.report_drift import report_drift
 
 
@@ -151,20 +151,12 @@ def report_tree(
     Example:
       auditor report tree meta-llama/Llama-3.1-8B-Instruct --depth 2
     """
-    from auditor.drift import complete_drift
     from auditor.views import tree_view
     from reports.views import render_tree
 
+    # The arrows are `report drift`'s comparisons at the configured threshold.
+    metric = compared_metric(inv, scorer, attribute)
     threshold = inv.config.scoring.threshold
-    with inv.read_store() as opened:
-        metric = report_metric(inv.resolved, scorer, attribute, opened)
-    # The arrows are `report drift`'s comparisons at the configured threshold: make sure they exist.
-    if not complete_drift(inv.config.store, threshold=threshold, metric=metric):
-        click.echo(
-            f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
-            " (a cycle is writing); the arrows show the comparisons stored so far.",
-            err=True,
-        )
     with inv.read_store() as opened:
         node = tree_view(
             opened,

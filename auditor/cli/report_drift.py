@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from auditor.cli.invocation import Invocation, configured
-from auditor.cli.options import format_option, metric_options, report_metric
+from auditor.cli.options import compared_metric, format_option, metric_options
 from auditor.lineage import RELATIONS
 
 
@@ -68,20 +68,11 @@ def report_drift(
     """
     from datetime import timezone
 
-    from auditor.drift import DriftFilters, complete_drift, drift_rows, not_compared
+    from auditor.drift import DriftFilters, drift_rows, not_compared
     from reports.drift import render_drift
 
     threshold = inv.config.scoring.threshold
-    # The store is read twice: complete_drift may need to write the pairs missing at this
-    # threshold in between, and DuckDB lets a process hold a file read-only or for writing, not both.
-    with inv.read_store() as opened:
-        metric = report_metric(inv.resolved, scorer, attribute, opened)
-    if not complete_drift(inv.config.store, threshold=threshold, metric=metric):
-        click.echo(
-            f"warning: some audits are not compared yet at threshold {threshold:g} and the store is busy"
-            " (a cycle is writing); showing the comparisons stored so far. Run the report again later.",
-            err=True,
-        )
+    metric = compared_metric(inv, scorer, attribute)
     with inv.read_store() as opened:
         rows = drift_rows(
             opened,
