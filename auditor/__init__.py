@@ -22,9 +22,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from auditor.audit import audit_model, audit_pending
+    from auditor.analysis.drift import DriftRow, drift_rows
+    from auditor.audit.driver import audit_model, audit_pending
     from auditor.config import ResolvedConfig, load_config
-    from auditor.drift import DriftRow, drift_rows
     from auditor.errors import AuditorError
     from auditor.store import Store
 
@@ -35,10 +35,10 @@ _HOMES = {
     "load_config": "auditor.config",
     "ResolvedConfig": "auditor.config",
     "Store": "auditor.store",
-    "audit_model": "auditor.audit",
-    "audit_pending": "auditor.audit",
-    "drift_rows": "auditor.drift",
-    "DriftRow": "auditor.drift",
+    "audit_model": "auditor.audit.driver",
+    "audit_pending": "auditor.audit.driver",
+    "drift_rows": "auditor.analysis.drift",
+    "DriftRow": "auditor.analysis.drift",
     "AuditorError": "auditor.errors",
 }
 

@@ -41,12 +41,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 DEFAULT_CONFIG_FILE = Path("auditor.toml")
-#: The registered scorers (auditor.scoring.load_scorer); the name is what the store records. The
+#: The registered scorers (auditor.audit.scoring.load_scorer); the name is what the store records. The
 #: vocabularies live here, beside the settings that take them, because the config validates them
 #: before any registry (and its heavy imports) loads; the CLI reads its choices from them.
 ScorerName = Literal["detoxify", "hf-classifier"]
 SCORER_NAMES: tuple[str, ...] = get_args(ScorerName)
-#: Quantization modes (auditor.loader.quantization_config; `auto` is resolved by the preset).
+#: Quantization modes (auditor.audit.loader.quantization_config; `auto` is resolved by the preset).
 Quantization = Literal["auto", "nf4", "int8", "none"]
 QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 #: Devices an audit runs on (`auto`: cuda when there is one).
@@ -147,7 +147,7 @@ class AuditSettings(_Section):
     #: Dataset repo the battery's prompts come from, and its revision (a branch, tag or commit).
     battery_source: str = "allenai/real-toxicity-prompts"
     battery_revision: str = "main"
-    #: How the model is asked (auditor.presets): `nightly` (raw continuation, nf4 on a GPU, batches
+    #: How the model is asked (auditor.audit.presets): `nightly` (raw continuation, nf4 on a GPU, batches
     #: of `batch_size` sorted by length, the configured scorers), `paper` (the authors' loop item by
     #: item: fp16, batches of 16 in dataset order, the paper's classifier) or `chat`.
     preset: str = "nightly"

@@ -76,11 +76,11 @@ class CrawlError(AuditorError):
 
 
 class BatteryError(AuditorError):
-    """A battery is unknown, or its RealToxicityPrompts-format dataset cannot be read (`auditor.battery`)."""
+    """A battery is unknown, or its RealToxicityPrompts-format dataset cannot be read (`auditor.audit.battery`)."""
 
 
 class ScorerError(AuditorError):
-    """A scorer is unknown, or its checkpoint is missing or cannot be loaded (`auditor.scoring`)."""
+    """A scorer is unknown, or its checkpoint is missing or cannot be loaded (`auditor.audit.scoring`)."""
 
 
 class CycleBusyError(AuditorError):

@@ -190,11 +190,11 @@ def _run_side(args: argparse.Namespace) -> dict[str, Any]:
     import transformers  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
-    import auditor.generation
-    import auditor.loader  # noqa: F401
-    from auditor.audit import ensure_battery
+    import auditor.audit.generation
+    import auditor.audit.loader  # noqa: F401
+    from auditor.audit.driver import ensure_battery
+    from auditor.audit.scoring import load_scorers
     from auditor.config import load_config
-    from auditor.scoring import load_scorers
     from auditor.store import Store
 
     resolved = load_config(flags={"hub.endpoint": args.endpoint})
@@ -208,7 +208,7 @@ def _run_side(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) -> dict[str, Any]:
-    from auditor.audit import audit_model
+    from auditor.audit.driver import audit_model
 
     started = time.perf_counter()
     outcome = audit_model(resolved, store, model, battery=battery, scorers=scorers, force=True)

@@ -165,7 +165,7 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
         built = time.perf_counter() - started
         # What the audits would have left behind: each one compares itself with its parent and root
         # as it finishes (audit_model calls refresh_drift). Here all of them at once, timed.
-        from auditor.drift import refresh_drift
+        from auditor.analysis.drift import refresh_drift
 
         started = time.perf_counter()
         pairs = refresh_drift(store)

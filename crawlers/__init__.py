@@ -5,8 +5,8 @@ HubClient                      the huggingface_hub HTTP path, with retries, paci
 choose_strategy                walk or scan, from their estimated costs (crawlers.plan)
 """
 
-from crawlers.hub import HubClient
-from crawlers.lineage import CrawlOptions, CrawlProgress, CrawlResult, crawl_lineage
+from crawlers.client import HubClient
+from crawlers.crawl import CrawlOptions, CrawlProgress, CrawlResult, crawl_lineage
 from crawlers.plan import StrategyChoice, choose_strategy
 
 __all__ = [

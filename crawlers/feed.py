@@ -22,12 +22,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from auditor.lineage import ModelSnapshot
+from auditor.store.crawls import CrawlRun
 from auditor.store.hubindex import IndexEntry
-from auditor.store.lineage import CrawlRun
-from crawlers.hubjson import LISTING_FIELDS
+from crawlers.records import LISTING_FIELDS
 
 if TYPE_CHECKING:
-    from crawlers.lineage import Crawl
+    from crawlers.crawl import Crawl
 
 
 def read_changes(crawl: Crawl, run: CrawlRun, *, keep_index: bool) -> list[ModelSnapshot]:

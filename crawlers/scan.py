@@ -21,12 +21,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from auditor.store.crawls import CrawlRun
 from auditor.store.hubindex import IndexEntry
-from auditor.store.lineage import CrawlRun
-from crawlers.hubjson import LISTING_FIELDS
+from crawlers.records import LISTING_FIELDS
 
 if TYPE_CHECKING:
-    from crawlers.lineage import Crawl
+    from crawlers.crawl import Crawl
 
 
 def scan_hub(crawl: Crawl, run: CrawlRun) -> None:

@@ -27,11 +27,11 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from auditor.errors import HubError
-from auditor.store.lineage import Listing
-from crawlers.hubjson import LISTING_FIELDS
+from auditor.store.crawls import Listing
+from crawlers.records import LISTING_FIELDS
 
 if TYPE_CHECKING:
-    from crawlers.lineage import Crawl
+    from crawlers.crawl import Crawl
 
 
 #: Times a failed listing is tried in the same crawl before it is left for the next.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from auditor.agreement import AgreementView
+from auditor.analysis.agreement import AgreementView
 from reports.emit import Record, Report, Section, emit, print_table
+from reports.summaries import CONTENT_WARNING
 from reports.terminal import safe_text
-from reports.views import CONTENT_WARNING
 
 if TYPE_CHECKING:
     from rich.console import Console

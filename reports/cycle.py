@@ -12,16 +12,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from reports.audit import outcomes_section
 from reports.emit import Record, Report, Section, emit, to_json
+from reports.outcomes import outcomes_section
 from reports.terminal import make_console, safe_text
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from auditor.audit import AuditOutcome
-    from auditor.drift import DriftRow, NotCompared
-    from auditor.views import TreeNode
+    from auditor.analysis.drift import DriftRow, NotCompared
+    from auditor.analysis.summaries import TreeNode
+    from auditor.audit.driver import AuditOutcome
 
 
 class Cycle(Protocol):
@@ -260,7 +260,7 @@ def _when(value: object) -> str:
 def render_demo(result: Demo) -> None:
     """The demo's night: the cycle's summary, the drift report, the Llama family's tree, and where to look next."""
     from reports.drift import SHORT_COLUMNS, render_drift
-    from reports.views import render_tree
+    from reports.summaries import render_tree
 
     console = make_console()
     console.print(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import fields
 
-from auditor.drift import DriftRow, NotCompared
+from auditor.analysis.drift import DriftRow, NotCompared
 from reports.emit import Record, Report, Section, emit
 from reports.terminal import make_console, safe_text
 
@@ -107,7 +107,7 @@ def _pct(value: float | None) -> str:
 
 def _detectable(value: float | None) -> str:
     """The smallest change the pair could call significant, unsigned; "too few" when no split of
-    its discordant prompts reaches alpha (see `auditor.stats.min_detectable_change`)."""
+    its discordant prompts reaches alpha (see `auditor.analysis.stats.min_detectable_change`)."""
     return "too few" if value is None else f"{value * 100:.1f}"
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.audit import AuditOutcome, PendingWork, audit_model, pending_work
+from auditor.audit.driver import AuditOutcome, PendingWork, audit_model, pending_work
 from auditor.config import ResolvedConfig
 from auditor.errors import StopRequested
 from auditor.store import Store

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.audit import AuditOutcome
+from auditor.audit.driver import AuditOutcome
 from auditor.config import ResolvedConfig, load_config
 from auditor.errors import AuditorError
 from schedules.cycle import CycleResult, run_cycle
@@ -55,11 +55,11 @@ def run_demo(
     >>> result.drift[0].child
     'planted/llama-toxic-sft'
     """
-    from auditor.drift import drift_rows, not_compared
+    from auditor.analysis.drift import drift_rows, not_compared
+    from auditor.analysis.summaries import tree_view
     from auditor.simhub import SimHub, WorldSpec, build_world
     from auditor.simhub.tinyworld import build_tiny_assets, default_cache, install_tiny_models
     from auditor.store import Store
-    from auditor.views import tree_view
 
     started = time.monotonic()
     stage = on_stage or (lambda _: None)

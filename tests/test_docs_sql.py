@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from auditor.audit import audit_model
+from auditor.audit.driver import audit_model
 from auditor.simhub import SimHub
 from auditor.store import Store
 from crawlers import CrawlOptions, crawl_lineage

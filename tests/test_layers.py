@@ -111,7 +111,7 @@ def test_imports_are_found_at_any_depth_and_in_every_form() -> None:
         "    from reports.terminal import make_console\n"
         "    class C:\n"
         "        def g(self):\n"
-        "            import crawlers.hub as hub\n"
+        "            import crawlers.client as hub\n"
         "try:\n"
         "    from auditor import cli\n"
         "except ImportError:\n"
@@ -120,9 +120,16 @@ def test_imports_are_found_at_any_depth_and_in_every_form() -> None:
         "from ..simhub import SimHub\n"
     )
     found = {t for _, t in imported_modules(source, "auditor.store.views")}
-    assert {"os", "reports.terminal", "crawlers.hub", "auditor.cli", "auditor.store.drift", "auditor.simhub"} <= found
-    package = {t for _, t in imported_modules("from .lineage import x", "auditor.store", is_package=True)}
-    assert "auditor.store.lineage" in package
+    assert {
+        "os",
+        "reports.terminal",
+        "crawlers.client",
+        "auditor.cli",
+        "auditor.store.drift",
+        "auditor.simhub",
+    } <= found
+    package = {t for _, t in imported_modules("from .crawls import x", "auditor.store", is_package=True)}
+    assert "auditor.store.crawls" in package
     assert _is_core("auditor") and _is_core("auditor.store.database") and _is_core("auditor.client")
     assert not any(_is_core(m) for m in ("auditor.cli.app", "auditor.__main__", "auditor.simhub.server"))
 

@@ -69,8 +69,8 @@ def audit(
       auditor audit planted/llama-toxic-sft --scorer detoxify --scorer hf-classifier
       auditor audit --pending --limit 20
     """
-    from auditor.audit import audit_model, audit_pending
-    from reports.audit import AuditProgressDisplay, render_outcomes
+    from auditor.audit.driver import audit_model, audit_pending
+    from reports.outcomes import AuditProgressDisplay, render_outcomes
 
     if bool(repo_id) == pending:
         raise click.UsageError("give a REPO_ID or --pending (not both)")

@@ -25,8 +25,8 @@ def run_command(inv: Invocation, fmt: str) -> None:
     Example:
       auditor run --max-models 20
     """
-    from reports.audit import AuditProgressDisplay
     from reports.cycle import render_cycle
+    from reports.outcomes import AuditProgressDisplay
     from schedules.cycle import run_cycle
     from schedules.signals import StopSignals
 

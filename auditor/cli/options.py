@@ -11,9 +11,9 @@ import click
 from auditor.config import SCORER_NAMES
 
 if TYPE_CHECKING:
+    from auditor.audit.scoring import Metric
     from auditor.cli.invocation import Invocation
     from auditor.config import ResolvedConfig
-    from auditor.scoring import Metric
     from auditor.store import Store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,10 +75,10 @@ def report_metric(
     >>> report_metric(load_config(), "detoxify", "insult")           # doctest: +SKIP
     Metric(scorer='detoxify', attribute='insult')
     """
-    from auditor.drift import scored_metrics
+    from auditor.analysis.drift import scored_metrics
+    from auditor.audit.presets import get_preset
+    from auditor.audit.scoring import choose_metric, scoring_for
     from auditor.errors import AuditorError
-    from auditor.presets import get_preset
-    from auditor.scoring import choose_metric, scoring_for
 
     config = resolved.config
     metric = choose_metric(scoring_for(config.scoring, get_preset(config.audit.preset).scorers), scorer, attribute)
@@ -99,7 +99,7 @@ def compared_metric(inv: Invocation, scorer: str | None, attribute: str | None) 
     The store is opened twice: `complete_drift` may write the missing pairs in between, and DuckDB
     lets a process hold a file read-only or for writing, not both.
     """
-    from auditor.drift import complete_drift
+    from auditor.analysis.drift import complete_drift
 
     threshold = inv.config.scoring.threshold
     with inv.read_store() as opened:

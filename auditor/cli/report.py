@@ -39,9 +39,9 @@ def report_model(
       auditor report model planted/llama-toxic-sft --worst 3
       auditor report model planted/llama-toxic-sft --scorer detoxify --attribute insult
     """
+    from auditor.analysis.summaries import model_view
     from auditor.errors import AuditorError
-    from auditor.views import model_view
-    from reports.views import render_model
+    from reports.summaries import render_model
 
     with inv.read_store() as opened:
         metric = report_metric(inv.resolved, scorer, attribute, opened)
@@ -86,7 +86,7 @@ def report_scorers(
       auditor report scorers
       auditor report scorers --first detoxify:insult --second hf-classifier:hate --model planted/llama-toxic-sft
     """
-    from auditor.agreement import scorer_agreement
+    from auditor.analysis.agreement import scorer_agreement
     from reports.agreement import render_agreement
 
     with inv.read_store() as opened:
@@ -121,8 +121,8 @@ def report_runs(inv: Invocation, recent: int, fmt: str) -> None:
     Example:
       auditor report runs --recent 20
     """
-    from auditor.views import runs_view
-    from reports.views import render_runs
+    from auditor.analysis.summaries import runs_view
+    from reports.summaries import render_runs
 
     with inv.read_store() as opened:
         runs = runs_view(opened, recent=recent)
@@ -151,8 +151,8 @@ def report_tree(
     Example:
       auditor report tree meta-llama/Llama-3.1-8B-Instruct --depth 2
     """
-    from auditor.views import tree_view
-    from reports.views import render_tree
+    from auditor.analysis.summaries import tree_view
+    from reports.summaries import render_tree
 
     # The arrows are `report drift`'s comparisons at the configured threshold.
     metric = compared_metric(inv, scorer, attribute)

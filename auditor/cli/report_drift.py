@@ -68,7 +68,7 @@ def report_drift(
     """
     from datetime import timezone
 
-    from auditor.drift import DriftFilters, drift_rows, not_compared
+    from auditor.analysis.drift import DriftFilters, drift_rows, not_compared
     from reports.drift import render_drift
 
     threshold = inv.config.scoring.threshold

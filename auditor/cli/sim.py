@@ -109,8 +109,8 @@ def demo_command(store_path: Path | None) -> None:
       auditor demo
       auditor demo --store demo.duckdb && auditor report model planted/llama-toxic-sft --store demo.duckdb
     """
-    from reports.audit import AuditProgressDisplay
     from reports.cycle import render_demo
+    from reports.outcomes import AuditProgressDisplay
     from schedules.demo import run_demo
 
     quiet_model_libraries()

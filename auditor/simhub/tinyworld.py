@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from auditor.battery import ATTRIBUTES
+from auditor.audit.battery import ATTRIBUTES
 from auditor.simhub.world import SimFile, World
 
 #: Bump to rebuild every cached asset.

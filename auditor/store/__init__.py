@@ -5,8 +5,8 @@ LineageStore     the crawl's tables: runs, models, lineage edges, defects, chang
 HubIndex         the crawler's Hub-wide index of declared parents, and where a scan stands
 """
 
+from auditor.store.crawls import CrawlRun, LineageStore, tree_digest
 from auditor.store.database import Store, schema_version
 from auditor.store.hubindex import HubIndex
-from auditor.store.lineage import CrawlRun, LineageStore, tree_digest
 
 __all__ = ["CrawlRun", "HubIndex", "LineageStore", "Store", "schema_version", "tree_digest"]

@@ -22,9 +22,9 @@ from typing import Any
 import pyarrow as pa
 
 from auditor import __version__
-from auditor.battery import Battery, Prompt
+from auditor.audit.battery import Battery, Prompt
+from auditor.audit.scoring import Score
 from auditor.errors import PERMANENT_CODES
-from auditor.scoring import Score
 from auditor.store.database import Store, staged
 
 
@@ -297,7 +297,7 @@ class AuditStore:
         """What is known once the model is loaded; a resumed audit records the settings it finished with.
 
         `repo_generation_config` is the repo's generation_config.json as read (never applied) and
-        `findings` its defect flags (`auditor.generation.generation_findings`); None leaves them NULL.
+        `findings` its defect flags (`auditor.audit.generation.generation_findings`); None leaves them NULL.
         """
         with self.store.transaction() as con:
             con.execute(

@@ -2,7 +2,7 @@
 they are computed from, the computed pairs (`drift_pairs`), and the comparisons with q-values
 that the `drift_at(threshold, alpha, min_effect)` macro gives.
 
-The statistics themselves are computed in `auditor.drift`; this module only moves rows.
+The statistics themselves are computed in `auditor.analysis.drift`; this module only moves rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from auditor.scoring import Metric
+from auditor.audit.scoring import Metric
 from auditor.store.database import Store, staged
 
 #: What two scored audits must share to be compared: the way they were audited (`audits.way`:

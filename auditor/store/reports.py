@@ -1,6 +1,7 @@
 """The reads behind the reports: one model (metadata, parents, audits, strata, ancestors, worst
 completions, findings), recent runs, a family tree's edges and rates, and two scorers' paired
-scores. Each returns rows; `auditor.views` and `auditor.agreement` turn them into what a report shows.
+scores. Each returns rows; `auditor.analysis.summaries` and `auditor.analysis.agreement` turn them
+into what a report shows.
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.scoring import Metric
+from auditor.audit.scoring import Metric
 from auditor.store.database import Store
 
 

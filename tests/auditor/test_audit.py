@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from auditor.audit import AuditOutcome, AuditProgress, audit_model, ensure_battery
+from auditor.audit.driver import AuditOutcome, AuditProgress, audit_model, ensure_battery
 from auditor.simhub import SimHub, World
 from auditor.simhub.world import SimFile
 from auditor.store import Store
@@ -249,7 +249,7 @@ def test_a_batch_that_runs_out_of_memory_is_halved(
 ) -> None:
     import torch
 
-    from auditor import generation
+    from auditor.audit import generation
 
     sizes: list[int] = []
     real = generation._generate_batch
@@ -314,13 +314,13 @@ def test_scorers_load_offline_once_their_files_are_present(
     import subprocess
     import sys
 
-    from auditor.scoring import load_scorer
+    from auditor.audit.scoring import load_scorer
 
     # Online first: the classifier's files land in the cache (HF_HOME of this test session).
     resolved = audit_config(audited["hub"], None, Path("unused"), **{"scoring.scorer": "hf-classifier"})
     load_scorer(resolved.config.scoring, endpoint=audited["hub"].url)
     script = (
-        "from auditor.config import load_config; from auditor.scoring import load_scorer\n"
+        "from auditor.config import load_config; from auditor.audit.scoring import load_scorer\n"
         "for flags in ({'scoring.scorer': 'hf-classifier'},"
         f" {{'scoring.checkpoint': {str(tiny_assets.detoxify_checkpoint)!r},"
         f" 'scoring.config_dir': {str(tiny_assets.detoxify_config)!r}}}):\n"
@@ -336,7 +336,7 @@ def test_scorers_load_offline_once_their_files_are_present(
 
 
 def test_a_text_the_scorer_cannot_score_is_null_with_a_reason(audited: dict[str, Any], tiny_assets: Any) -> None:
-    from auditor.scoring import load_scorer
+    from auditor.audit.scoring import load_scorer
 
     resolved = audit_config(audited["hub"], tiny_assets, Path("unused"))
     scorer = load_scorer(resolved.config.scoring, endpoint=audited["hub"].url)
@@ -382,7 +382,7 @@ def test_another_way_of_asking_or_scoring_is_another_audit(audited: dict[str, An
 def test_unscored_texts_are_null_in_the_store_and_outside_the_rate(
     audited: dict[str, Any], hub_env: None, tmp_path: Path
 ) -> None:
-    from auditor.scoring import Score, ScorerSet, load_scorers
+    from auditor.audit.scoring import Score, ScorerSet, load_scorers
 
     scorers = load_scorers(audited["resolved"].config.scoring, endpoint=audited["hub"].url)
     real = scorers.scorers[0]
@@ -410,7 +410,7 @@ def test_unscored_texts_are_null_in_the_store_and_outside_the_rate(
 def test_finish_reason_and_token_counts(
     audited: dict[str, Any], hub_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditor import presets
+    from auditor.audit import presets
 
     monkeypatch.setitem(presets.PRESETS, "short", presets.Preset(name="short", chat=False, max_new_tokens=3))
     with Store.open(tmp_path / "f.duckdb") as store:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from auditor.battery import ATTRIBUTES, BATTERIES, BatteryError, BatterySpec, build_battery, read_prompt_rows
+from auditor.audit.battery import ATTRIBUTES, BATTERIES, BatteryError, BatterySpec, build_battery, read_prompt_rows
 
 
 def _rows(n_per_attribute: int = 30, n_benign: int = 60, seed: int = 0) -> list[dict[str, Any]]:

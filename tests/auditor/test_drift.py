@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from auditor.audit import audit_model, ensure_battery
-from auditor.drift import drift_rows, entered_at, not_compared, refresh_drift
+from auditor.analysis.drift import drift_rows, entered_at, not_compared, refresh_drift
+from auditor.audit.driver import audit_model, ensure_battery
 from auditor.lineage import LineageGraph
 from auditor.simhub import SimHub
 from auditor.store import Store
@@ -91,7 +91,7 @@ def test_pairs_audited_differently_are_not_compared_and_say_why(drift_store: Pat
 
 
 def test_filters_choose_rows_but_q_values_cover_every_comparison(drift_store: Path) -> None:
-    from auditor.drift import DriftFilters
+    from auditor.analysis.drift import DriftFilters
 
     with Store.open(drift_store) as store:
         every = {r.child: r.q_value for r in drift_rows(store)}
@@ -102,7 +102,7 @@ def test_filters_choose_rows_but_q_values_cover_every_comparison(drift_store: Pa
 
 
 def test_drift_enters_at_the_hop_where_it_appears() -> None:
-    from auditor.drift import DriftRow
+    from auditor.analysis.drift import DriftRow
 
     def hop(parent: str, child: str, drifted: bool) -> DriftRow:
         return DriftRow(
@@ -219,7 +219,7 @@ def test_reports_compare_only_audits_made_the_same_way(drift_store: Path, tmp_pa
     report's ancestors nor the tree may take its rate for the derivatives audited the first way."""
     import shutil
 
-    from auditor.views import model_view, tree_view
+    from auditor.analysis.summaries import model_view, tree_view
 
     root, toxic = "meta-llama/Llama-3.1-8B-Instruct", "planted/llama-toxic-sft"
     path = tmp_path / "ways.duckdb"
@@ -249,7 +249,7 @@ def test_reports_compare_only_audits_made_the_same_way(drift_store: Path, tmp_pa
 def test_the_view_the_report_and_the_tree_agree_at_a_non_default_threshold(drift_store: Path, tmp_path: Path) -> None:
     import shutil
 
-    from auditor.views import tree_view
+    from auditor.analysis.summaries import tree_view
 
     path = tmp_path / "t.duckdb"
     shutil.copy(drift_store, path)

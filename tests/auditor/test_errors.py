@@ -39,8 +39,8 @@ def test_no_error_of_ours_is_defined_outside_errors_py() -> None:
 
 
 def test_moved_errors_are_still_importable_from_their_old_modules() -> None:
-    from auditor.battery import BatteryError
-    from auditor.scoring import ScorerError
+    from auditor.audit.battery import BatteryError
+    from auditor.audit.scoring import ScorerError
     from schedules.lock import CycleBusyError
 
     assert (BatteryError, ScorerError, CycleBusyError) == (

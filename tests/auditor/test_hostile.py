@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from auditor.audit import AuditOutcome, audit_model, ensure_battery
+from auditor.audit.driver import AuditOutcome, audit_model, ensure_battery
 from auditor.simhub import SimHub, World
 from auditor.store import Store
 from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
@@ -210,9 +210,9 @@ def test_weights_without_tensors_fail_instead_of_running_at_random(hostile: dict
 
 
 def test_findings_flag_only_what_would_have_changed_generation() -> None:
-    from auditor.generation import generation_findings
-    from auditor.loader import LoadedModel, RepoGeneration, TokenIds
-    from auditor.presets import get_preset
+    from auditor.audit.generation import generation_findings
+    from auditor.audit.loader import LoadedModel, RepoGeneration, TokenIds
+    from auditor.audit.presets import get_preset
 
     def findings(declared: dict[str, Any], *, ignored_eos: tuple[Any, ...] = ()) -> list[str]:
         repo = RepoGeneration(declared, declared, (), ignored_eos)
@@ -237,7 +237,7 @@ def test_findings_flag_only_what_would_have_changed_generation() -> None:
 def test_an_ordinary_word_declared_as_end_of_text_is_not_one(tiny_assets: Any) -> None:
     from transformers import AutoConfig, AutoTokenizer
 
-    from auditor.loader import _token_ids
+    from auditor.audit.loader import _token_ids
 
     folder = tiny_assets.models[TOXIC]
     tokenizer = AutoTokenizer.from_pretrained(str(folder))

@@ -2,7 +2,7 @@
 
 Everything runs the real huggingface_hub client (and hf_xet) over HTTP against the simulated Hub.
 Rate-limit faults say `t=0`, so each 429 costs the one second that huggingface_hub's rule (and
-ours, `auditor.backoff`) adds to the reset time.
+ours, `auditor.hub.backoff`) adds to the reset time.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from auditor.audit import AuditOutcome, audit_model, ensure_battery
-from auditor.backoff import Backoff
+from auditor.audit.driver import AuditOutcome, audit_model, ensure_battery
+from auditor.audit.loader import fetch_model
 from auditor.config import HubSettings
 from auditor.errors import PERMANENT_CODES, HubUnavailableError, ModelFailed
-from auditor.hubfiles import fetch_files, keep_token_on_hub, list_repo_files
-from auditor.loader import fetch_model
+from auditor.hub.backoff import Backoff
+from auditor.hub.files import fetch_files, keep_token_on_hub, list_repo_files
 from auditor.simhub import SimHub, World
 from auditor.simhub.faults import FaultRule
 from auditor.simhub.world import SimFile

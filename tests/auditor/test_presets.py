@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from auditor.audit import AuditOutcome, _todo, audit_model, ensure_battery
-from auditor.presets import PRESETS, RunSettings, get_preset, settings_hash
+from auditor.audit.driver import AuditOutcome, _todo, audit_model, ensure_battery
+from auditor.audit.presets import PRESETS, RunSettings, get_preset, settings_hash
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
 from tests.auditor.test_store import _store_at_schema
@@ -170,7 +170,7 @@ def test_a_paper_batch_that_runs_out_of_memory_is_generated_one_prompt_at_a_time
 ) -> None:
     import torch
 
-    from auditor import generation
+    from auditor.audit import generation
 
     sizes: list[int] = []
     real = generation._generate_batch
@@ -228,7 +228,7 @@ def test_the_papers_continuation_rule_strips_what_a_byte_level_tokenizer_leaves(
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    from auditor.generation import continuation
+    from auditor.audit.generation import continuation
 
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -251,8 +251,8 @@ def test_the_papers_continuation_rule_strips_what_a_byte_level_tokenizer_leaves(
 def test_pairs_too_small_to_see_drift_are_audited_again_with_the_larger_battery(
     tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from auditor.audit import pending_work
-    from auditor.drift import drift_rows
+    from auditor.analysis.drift import drift_rows
+    from auditor.audit.driver import pending_work
     from crawlers import CrawlOptions, crawl_lineage
 
     root, copy = "meta-llama/Llama-3.1-8B-Instruct", "planted/llama-near-copy"

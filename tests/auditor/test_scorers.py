@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from auditor.agreement import cohen_kappa, scorer_agreement
-from auditor.audit import audit_model, ensure_battery
-from auditor.scoring import Metric, Score, ScorerSet, load_scorers
+from auditor.analysis.agreement import cohen_kappa, scorer_agreement
+from auditor.audit.driver import audit_model, ensure_battery
+from auditor.audit.scoring import Metric, Score, ScorerSet, load_scorers
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
@@ -143,7 +143,7 @@ def test_a_scorer_that_fails_on_stored_completions_leaves_the_audit_as_it_was(
 
 
 def test_drift_and_reports_work_per_scorer_and_attribute(scored: dict[str, Any]) -> None:
-    from auditor.drift import drift_rows, refresh_drift
+    from auditor.analysis.drift import drift_rows, refresh_drift
 
     with Store.open(scored["store"]) as store:
         refresh_drift(store, metrics=[Metric("detoxify", "insult")])
@@ -248,7 +248,7 @@ def test_a_store_of_schema_6_keeps_every_score_when_migrated(tmp_path: Path) -> 
 def _scored_audit(store: Store, repo_id: str, cells: list[tuple[float, float]]) -> int:
     """One done audit of `repo_id` whose i-th completion Detoxify scored cells[i][0] and the
     classifier cells[i][1]."""
-    from auditor.battery import Battery, Prompt
+    from auditor.audit.battery import Battery, Prompt
 
     prompts = [Prompt(f"p{i:03d}", f"prompt {i}", True, {}, "toxicity") for i in range(len(cells))]
     battery = Battery("b-test", "test", "test/prompts", "0" * 40, {}, tuple(prompts))
@@ -303,8 +303,8 @@ class _Payload:
 def test_a_classifier_bin_that_would_run_code_is_refused_and_runs_nothing(tiny_assets: Any, tmp_path: Path) -> None:
     import torch
 
+    from auditor.audit.scoring import ScorerError, classifier_from_folder
     from auditor.config import ScoringSettings
-    from auditor.scoring import ScorerError, classifier_from_folder
     from auditor.simhub.tinyworld import HATE_CLASSIFIER
 
     folder = tmp_path / "classifier"

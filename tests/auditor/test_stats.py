@@ -8,7 +8,7 @@ from math import comb
 import numpy as np
 import pytest
 
-from auditor.stats import (
+from auditor.analysis.stats import (
     PairedCounts,
     bayes_difference,
     benjamini_hochberg,
@@ -143,7 +143,7 @@ def test_simulation_false_calls_stay_rare_and_a_five_point_rise_is_found() -> No
 
 
 def test_the_bulk_pair_statistics_agree_with_the_single_pair_ones() -> None:
-    from auditor.drift import pair_statistics
+    from auditor.analysis.drift import pair_statistics
 
     cases = [(10, 60, 0, 1130), (30, 40, 38, 1092), (0, 0, 0, 1200), (5, 1, 9, 185)]
     both, child_only, parent_only, neither = (np.array(column) for column in zip(*cases, strict=True))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from auditor.lineage import ModelSnapshot
-from crawlers.hubjson import parse_model
 from crawlers.plan import choose_strategy, estimate_scan, estimate_walk
+from crawlers.records import parse_model
 
 PAPER_ROOT_CHILDREN = {"adapter": 716, "merge": 19, "quantized": 190, "finetune": 328}  # Phi-3.5-mini-instruct
 

@@ -23,7 +23,7 @@ def test_a_next_page_link_to_another_host_is_not_followed_with_the_token(
 ) -> None:
     origin, seen = other_host
     with SimHub(fresh_world(size=300, seed=4)) as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the endpoint the token is for (auditor.hubfiles.token_for)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the endpoint the token is for (auditor.hub.files.token_for)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         authorized: list[str] = []
         original = hub._server.RequestHandlerClass.parse_request

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from auditor.battery import BATTERIES, build_battery
-from auditor.scoring import Score
+from auditor.audit.battery import BATTERIES, build_battery
+from auditor.audit.scoring import Score
 from auditor.store import Store
 from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
 

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from auditor.agreement import AgreementTable, AgreementView, Disagreement
-from auditor.audit import AuditOutcome
-from auditor.drift import DriftRow, NotCompared
+from auditor.analysis.agreement import AgreementTable, AgreementView, Disagreement
+from auditor.analysis.drift import DriftRow, NotCompared
+from auditor.analysis.summaries import TreeNode, model_view, runs_view
+from auditor.audit.driver import AuditOutcome
 from auditor.store import Store
-from auditor.views import TreeNode, model_view, runs_view
 from reports.agreement import agreement_report
-from reports.audit import outcomes_section
 from reports.crawl import crawl_report
 from reports.cycle import cycle_report, render_cycle, status_report
 from reports.drift import drift_report, render_drift
 from reports.emit import FORMATS, Report, Section, emit
-from reports.views import model_report, runs_report, tree_report
+from reports.outcomes import outcomes_section
+from reports.summaries import model_report, runs_report, tree_report
 from schedules.cycle import CycleResult
 from schedules.status import CycleStatus
 

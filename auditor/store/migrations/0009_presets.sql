@@ -3,7 +3,7 @@
 -- what it was before (the configured batch size sorted by length, the configured quantization and
 -- compute dtype, the tokenizer's pad token, the generated tokens decoded) is the `nightly` preset.
 -- So every audit made as `paper` before this is relabelled `nightly`, and its preset_hash becomes
--- the one `auditor.presets.settings_hash` gives nightly for the batch size it ran with (recorded
+-- the one `auditor.audit.presets.settings_hash` gives nightly for the batch size it ran with (recorded
 -- in its config) and the device's compute dtype: the key a new nightly audit of the same model
 -- has, so nothing is audited again. `chat` audits keep their name and get their new hash alike.
 -- The string below is `json.dumps(settings, sort_keys=True)` of those settings;

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from auditor.battery import Battery, battery_spec, build_battery, read_prompt_rows
+from auditor.audit.battery import Battery, battery_spec, build_battery, read_prompt_rows
+from auditor.audit.presets import get_preset
+from auditor.audit.scoring import ScorerSet, load_scorers, scoring_for
 from auditor.config import ResolvedConfig
 from auditor.errors import HubError, ModelError, StopRequested, StoreError, hub_unreachable
-from auditor.hubfiles import RepoFiles, download, list_repo_files
-from auditor.presets import get_preset
-from auditor.scoring import ScorerSet, load_scorers, scoring_for
+from auditor.hub.files import RepoFiles, download, list_repo_files
 from auditor.store import Store
 from auditor.store.audits import AuditKey, AuditRow, AuditStore, ScoredCompletion, ScorerRef
 from auditor.textsafety import strip_control
@@ -133,7 +133,7 @@ def audit_model(
     >>> outcome.status, outcome.metric, outcome.rate
     ('done', 'detoxify:toxicity', 0.04)
     """
-    from auditor.loader import resolve_device
+    from auditor.audit.loader import resolve_device
 
     config = resolved.config
     settings = config.audit
@@ -233,7 +233,7 @@ def audit_model(
     loaded = None
     resumed = False
     base_sha: str | None = None
-    from auditor.loader import is_adapter
+    from auditor.audit.loader import is_adapter
 
     if done is not None and not is_adapter(listing):
         # The stored generation stands for this commit: only a scorer it lacks has work to do, on
@@ -241,8 +241,8 @@ def audit_model(
         # base, known once the base is fetched, below.)
         return _reuse(audits, store, done, repo_id, scorers, refs, threshold, progress, outcome)
     try:
-        from auditor.generation import effective_generation_config, generate, prepare
-        from auditor.loader import fetch_model, load_model, prequantized
+        from auditor.audit.generation import effective_generation_config, generate, prepare
+        from auditor.audit.loader import fetch_model, load_model, prequantized
 
         _report(progress, repo_id, 0, len(battery.prompts), "downloading")
         t = time.monotonic()
@@ -431,7 +431,7 @@ class PendingWork:
     quantization: str
     models: list[tuple[str, str]]  # (repo_id, sha), parents first
     #: `[audit] escalate_battery`, and the models to audit with it too: both sides of comparisons
-    #: the battery is too small for (`auditor.drift.undetectable`), not yet audited with it.
+    #: the battery is too small for (`auditor.analysis.drift.undetectable`), not yet audited with it.
     escalation_battery: Battery | None = None
     escalations: list[tuple[str, str]] = field(default_factory=list)
 
@@ -445,7 +445,7 @@ def pending_work(
     quantization: str | None = None,
 ) -> PendingWork:
     """What `audit --pending` and the nightly cycle have left to do."""
-    from auditor.loader import resolve_device
+    from auditor.audit.loader import resolve_device
 
     config = resolved.config
     battery = ensure_battery(resolved, store)
@@ -462,7 +462,7 @@ def pending_work(
     larger, escalations = None, []
     wanted = config.audit.escalate_battery
     if wanted is not None and battery_spec(wanted).name != battery.name:
-        from auditor.drift import undetectable
+        from auditor.analysis.drift import undetectable
 
         larger = ensure_battery(resolved, store, wanted)
         needing = undetectable(
@@ -560,7 +560,7 @@ def _collect_versions(device: str) -> dict[str, Any]:
 
         versions["gpu"] = torch.cuda.get_device_name(0)
         versions["cuda"] = torch.version.cuda
-    from auditor.loader import compute_dtype
+    from auditor.audit.loader import compute_dtype
 
     versions["compute_dtype"] = str(compute_dtype(device)).removeprefix("torch.")
     return versions
@@ -568,7 +568,7 @@ def _collect_versions(device: str) -> dict[str, Any]:
 
 def _refresh_drift(store: Store, threshold: float) -> None:
     """Compare the new audit with its parent's, root's and children's now, so that reports only read."""
-    from auditor.drift import refresh_drift
+    from auditor.analysis.drift import refresh_drift
 
     try:
         refresh_drift(store, threshold=threshold)

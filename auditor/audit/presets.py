@@ -30,7 +30,7 @@ weights compute in on the device. Quantization and device are in the key beside 
 
 The preset, not the repo, decides how a model is asked: a repo's generation_config.json (beams,
 sampling, suppressed or forced tokens, penalties, lengths) is never applied, only recorded with the
-audit and flagged (auditor.generation, docs/audits.md). Of the repo's settings only its special
+audit and flagged (auditor.audit.generation, docs/audits.md). Of the repo's settings only its special
 token ids (end of text, padding, start) are used.
 """
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.scoring import Metric
+from auditor.audit.scoring import Metric
 from auditor.store import Store
 from auditor.store.reports import agreement_counts
 from auditor.store.reports import disagreements as disagreement_rows

@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.scoring import DEFAULT_METRIC, Metric
-from auditor.stats import wilson_interval
+from auditor.analysis.stats import wilson_interval
+from auditor.audit.scoring import DEFAULT_METRIC, Metric
 from auditor.store import Store
 from auditor.store import reports as report_store
 from auditor.store.drift import drift_arrows

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from auditor.views import ModelView, TreeNode
+from auditor.analysis.summaries import ModelView, TreeNode
 from reports.emit import Record, Report, Section, emit, print_table
 from reports.terminal import make_console, safe_text
 

@@ -2,7 +2,7 @@
 
 Everything here goes through huggingface_hub (`HfApi.repo_info`, `HfApi.list_repo_tree`,
 `hf_hub_download`), so `HF_ENDPOINT`, `HF_TOKEN`, `HF_HUB_OFFLINE` and the shared cache behave as
-users expect, and every call is paced and retried as the crawler's are (`auditor.backoff`): a 429
+users expect, and every call is paced and retried as the crawler's are (`auditor.hub.backoff`): a 429
 waits for the window the Hub's `RateLimit` header announces, a 5xx or a dropped connection is
 tried again with backoff. Repo info (one request, no retry in the client) and a 5xx answer to a
 file's GET are retried under `[hub]`'s `max_retries` and `backoff_s`; the tree's pages, a file's
@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from auditor.backoff import Backoff, add_client_hooks, call_with_backoff, origin_of
 from auditor.config import HubSettings
 from auditor.errors import ModelError, ModelFailed, ModelSkipped
+from auditor.hub.backoff import Backoff, add_client_hooks, call_with_backoff, origin_of
 
 OFFICIAL_ENDPOINT = "https://huggingface.co"
 
@@ -338,7 +338,7 @@ def _retried_by_download(error: BaseException) -> bool:
 
 
 def _hub_failed(doing: str, err: Exception, backoff: Backoff) -> ModelFailed:
-    from auditor.backoff import transient_failure
+    from auditor.hub.backoff import transient_failure
 
     failure = transient_failure(err)
     status = failure.status if failure is not None else None

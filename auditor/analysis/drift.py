@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from auditor.analysis.stats import Z95, mcnemar_exact, min_detectable_change
+from auditor.audit.scoring import DEFAULT_METRIC, Metric
 from auditor.config import StoreSettings
 from auditor.errors import StoreBusyError
-from auditor.scoring import DEFAULT_METRIC, Metric
-from auditor.stats import Z95, mcnemar_exact, min_detectable_change
 from auditor.store import Store
 from auditor.store import drift as drift_store
 from auditor.store.drift import SETTINGS as SETTINGS
@@ -193,7 +193,7 @@ def pair_statistics(
     The bootstrap resamples prompts: the number of discordant prompts is Binomial(n, (b + c) / n)
     and, given it, the child's share is Binomial(d, b / (b + c)); the difference is (2 b* - d) / n.
     The Bayesian view uses normal approximations of the two Beta(1 + k, 1 + n - k) posteriors
-    (exact Monte Carlo: `auditor.stats.bayes_difference`; at hundreds of prompts the two agree to
+    (exact Monte Carlo: `auditor.analysis.stats.bayes_difference`; at hundreds of prompts the two agree to
     a fraction of a point).
     """
     both, b, c, neither = (np.asarray(x, dtype=np.int64) for x in (both, child_only, parent_only, neither))

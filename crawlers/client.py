@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from auditor.backoff import RATE_LIMITS, Backoff, origin_of, watch_rate_limits
 from auditor.config import HubSettings
 from auditor.errors import HubError, HubUnavailableError, hub_unreachable
-from auditor.hubfiles import token_for
+from auditor.hub.backoff import RATE_LIMITS, Backoff, origin_of, watch_rate_limits
+from auditor.hub.files import token_for
 from auditor.textsafety import strip_control
 
 

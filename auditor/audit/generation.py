@@ -14,15 +14,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from auditor.loader import LoadedModel, neutral_generation_config
-from auditor.presets import Preset
+from auditor.audit.loader import LoadedModel, neutral_generation_config
+from auditor.audit.presets import Preset
 
 #: The prefix of a finding that names a generation setting the repo declared and the audit ignored.
 IGNORED = "ignored_generation_config:"
 #: A repo's generation_config.json that is not a JSON object.
 UNREADABLE = "unreadable_generation_config"
 #: The prefix of a finding that names a special token of the repo's tokenizer that is a word, not
-#: markup (auditor.loader.CONTROL_TOKEN): kept in the text, never an end of text.
+#: markup (auditor.audit.loader.CONTROL_TOKEN): kept in the text, never an end of text.
 SPECIAL_WORD = "special_token_is_word:"
 #: Declared settings that do not change what is generated, so ignoring them is no finding: special
 #: token ids (used, see loader.TokenIds; end-of-text ids that were not used are a finding of their

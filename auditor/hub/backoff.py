@@ -1,6 +1,6 @@
 """Waiting on the Hub: pacing within its rate-limit windows, and retrying what failed for a while.
 
-Shared by the crawler (`crawlers.hub`) and the audit's own Hub calls (`auditor.hubfiles`: repo
+Shared by the crawler (`crawlers.client`) and the audit's own Hub calls (`auditor.hub.files`: repo
 info, file trees, downloads, the prompt dataset), so that both spend the same quota the same way.
 
 **The Hub's rate limits.** The Hub sets `RateLimit: "api";r=<remaining>;t=<seconds to reset>` and
@@ -249,7 +249,7 @@ def add_client_hooks(
     The hooks go into the client factory huggingface_hub builds its one shared client with
     (`set_client_factory`, utils/_http.py line 372, which also closes the current client so the
     next request builds one with them), wrapping whatever factory is set, so other hooks (the
-    crawler's request meter, the token guard of `auditor.hubfiles`, a user's) keep theirs. Callers
+    crawler's request meter, the token guard of `auditor.hub.files`, a user's) keep theirs. Callers
     add theirs once per process.
     """
     from huggingface_hub.utils import _http

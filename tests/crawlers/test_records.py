@@ -7,7 +7,7 @@ import json
 import pytest
 
 from auditor.errors import HubError
-from crawlers.hubjson import parse_model
+from crawlers.records import parse_model
 
 
 def test_base_models_give_the_edges_and_raw_json_is_kept() -> None:

@@ -284,8 +284,8 @@ def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
 def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings | None) -> ClassifierScorer:
     from huggingface_hub import is_offline_mode
 
-    from auditor.hubfiles import download, list_repo_files
-    from auditor.loader import SUPPORT_FILES
+    from auditor.audit.loader import SUPPORT_FILES
+    from auditor.hub.files import download, list_repo_files
 
     if is_offline_mode():  # HF_HUB_OFFLINE=1: the newest revision already in the cache
         path = _cached_snapshot(settings.classifier, settings.classifier_revision)

@@ -10,7 +10,7 @@ refused unless `trust_remote_code` is set. Everything a person must act on becom
 A repo is hostile input. Weights that leave any parameter uninitialised (a missing tensor, an
 empty safetensors file, an adapter without its tensors) fail the audit (`missing_weights`) rather
 than be measured at random. The repo's generation settings are read here but never applied: the
-model's `generation_config` keeps only its special token ids, and `auditor.generation` asks the
+model's `generation_config` keeps only its special token ids, and `auditor.audit.generation` asks the
 model the preset's way (docs/audits.md, "How a model is asked").
 """
 
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from auditor.audit.presets import Preset
 from auditor.config import AuditSettings, HubSettings
 from auditor.errors import ModelFailed, ModelSkipped
-from auditor.hubfiles import RepoFiles, fetch_files, list_repo_files
-from auditor.presets import Preset
+from auditor.hub.files import RepoFiles, fetch_files, list_repo_files
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 #: Files loading needs besides the weights (exact names, at any depth).
@@ -113,8 +113,8 @@ class LoadedModel:
 
     def findings(self, preset: Preset) -> list[str]:
         """Defect flags of the repo's generation settings when asked the `preset`'s way (what
-        `audits.findings` records; `auditor.generation.generation_findings` has the rules)."""
-        from auditor.generation import generation_findings
+        `audits.findings` records; `auditor.audit.generation.generation_findings` has the rules)."""
+        from auditor.audit.generation import generation_findings
 
         return generation_findings(self, preset).findings
 

@@ -14,7 +14,7 @@ from reports.terminal import safe_text
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from auditor.audit import AuditOutcome, AuditProgress
+    from auditor.audit.driver import AuditOutcome, AuditProgress
 
 
 class AuditProgressDisplay(LiveLine):
@@ -61,7 +61,7 @@ def outcomes_section(outcomes: Sequence[AuditOutcome], *, threshold: float) -> S
             table.add_row(*(safe_text(row[c]) for c in columns))
         console.print(table)
 
-    from auditor.audit import AuditOutcome
+    from auditor.audit.driver import AuditOutcome
 
     return Section(
         "outcomes",

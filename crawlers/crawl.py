@@ -38,13 +38,13 @@ from auditor.config import ResolvedConfig
 from auditor.errors import CrawlError, HubError, StopRequested
 from auditor.lineage import ModelSnapshot
 from auditor.store import HubIndex, LineageStore, Store
-from auditor.store.lineage import CrawlRun, KnownModel, Listing, Removal
+from auditor.store.crawls import CrawlRun, KnownModel, Listing, Removal
 from auditor.textsafety import strip_control
 from crawlers import feed, scan, walk
-from crawlers.hub import HubClient
-from crawlers.hubjson import DETAIL_FIELDS, LISTING_FIELDS, parse_model
+from crawlers.client import HubClient
 from crawlers.plan import StrategyChoice, choose_strategy, estimate_scan, estimate_walk
 from crawlers.quota import RATE_LIMITS
+from crawlers.records import DETAIL_FIELDS, LISTING_FIELDS, parse_model
 
 log = logging.getLogger(__name__)
 
