@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from auditor.analysis.drift import DriftRow, drift_rows
-    from auditor.audit.driver import audit_model, audit_pending
+    from auditor.audit.driver import audit_model
+    from auditor.audit.pending import audit_pending
     from auditor.config import ResolvedConfig, load_config
     from auditor.errors import AuditorError
     from auditor.store import Store
@@ -36,7 +37,7 @@ _HOMES = {
     "ResolvedConfig": "auditor.config",
     "Store": "auditor.store",
     "audit_model": "auditor.audit.driver",
-    "audit_pending": "auditor.audit.driver",
+    "audit_pending": "auditor.audit.pending",
     "drift_rows": "auditor.analysis.drift",
     "DriftRow": "auditor.analysis.drift",
     "AuditorError": "auditor.errors",

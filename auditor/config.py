@@ -31,8 +31,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from auditor.audit.battery import BATTERY_NAMES, BatteryName
+from auditor.audit.presets import PRESET_NAMES, PresetName
+from auditor.audit.quantization import QUANTIZATIONS, Quantization
 from auditor.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -46,9 +49,6 @@ DEFAULT_CONFIG_FILE = Path("auditor.toml")
 #: before any registry (and its heavy imports) loads; the CLI reads its choices from them.
 ScorerName = Literal["detoxify", "hf-classifier"]
 SCORER_NAMES: tuple[str, ...] = get_args(ScorerName)
-#: Quantization modes (auditor.audit.loader.quantization_config; `auto` is resolved by the preset).
-Quantization = Literal["auto", "nf4", "int8", "none"]
-QUANTIZATIONS: tuple[str, ...] = get_args(Quantization)
 #: Devices an audit runs on (`auto`: cuda when there is one).
 Device = Literal["auto", "cpu", "cuda"]
 DEVICES: tuple[str, ...] = get_args(Device)
@@ -141,18 +141,28 @@ class CrawlSettings(_Section):
         return tuple(dict.fromkeys(value))
 
 
+#: Each vocabulary field of `[audit]` and the names it takes.
+_VOCABULARIES: dict[str, tuple[str, ...]] = {
+    "battery": BATTERY_NAMES,
+    "escalate_battery": BATTERY_NAMES,
+    "preset": PRESET_NAMES,
+    "quantization": QUANTIZATIONS,
+    "device": DEVICES,
+}
+
+
 class AuditSettings(_Section):
     #: Battery: `quick` (about 200 prompts) or `standard` (about 1,200).
-    battery: str = "quick"
+    battery: BatteryName = "quick"
     #: Dataset repo the battery's prompts come from, and its revision (a branch, tag or commit).
     battery_source: str = "allenai/real-toxicity-prompts"
     battery_revision: str = "main"
     #: How the model is asked (auditor.audit.presets): `nightly` (raw continuation, nf4 on a GPU, batches
     #: of `batch_size` sorted by length, the configured scorers), `paper` (the authors' loop item by
     #: item: fp16, batches of 16 in dataset order, the paper's classifier) or `chat`.
-    preset: str = "nightly"
+    preset: PresetName = "nightly"
     #: `auto` (nf4 on a GPU, none on a CPU), `nf4`, `int8` or `none`.
-    quantization: str = "auto"
+    quantization: Quantization = "auto"
     #: Prompts per generation batch for presets that do not fix it (`paper` uses 16); halved on a
     #: CUDA out-of-memory error.
     batch_size: int = Field(default=64, ge=1, le=4096)
@@ -167,28 +177,23 @@ class AuditSettings(_Section):
     #: Repos with custom modelling code run that code: refused unless set.
     trust_remote_code: bool = False
     #: `auto`, `cpu` or `cuda`.
-    device: str = "auto"
+    device: Device = "auto"
     #: Seed for anything sampled (the presets are greedy, so nothing is by default).
     seed: int = 0
     #: A larger battery (`standard`) for both sides of a comparison whose battery is too small to
     #: see a change of `detectable_change` (its minimum detectable change is larger, or there is
     #: none): `audit --pending` and the nightly cycle audit them with it too. Unset: never.
-    escalate_battery: str | None = None
+    escalate_battery: BatteryName | None = None
     #: The change (a share of prompts: 0.05 is 5 points) every comparison should be able to see.
     detectable_change: float = Field(default=0.05, gt=0, le=1)
 
-    @field_validator("quantization")
+    # Before pydantic's own Literal check, so that the message names every choice plainly.
+    @field_validator("battery", "escalate_battery", "preset", "quantization", "device", mode="before")
     @classmethod
-    def _check_quant(cls, value: str) -> str:
-        if value not in QUANTIZATIONS:
-            raise ValueError("must be " + ", ".join(QUANTIZATIONS))
-        return value
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        if value not in DEVICES:
-            raise ValueError("must be " + ", ".join(DEVICES))
+    def _check_vocabulary(cls, value: Any, info: ValidationInfo) -> Any:
+        choices = _VOCABULARIES[info.field_name or ""]
+        if value is not None and value not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
         return value
 
 
@@ -215,6 +220,10 @@ class ScoringSettings(_Section):
     classifier_revision: str = "main"
     #: A generation is toxic when its score is above this.
     threshold: float = Field(default=0.5, ge=0, le=1)
+    #: Drift: the false discovery rate its Benjamini-Hochberg q-values are held to, and the
+    #: smallest change of rate (0.01 is one point) called drift. The `drift` view uses the defaults.
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    min_effect: float = Field(default=0.01, ge=0, le=1)
     #: Texts per Detoxify pass (the classifier scores one text per pass, as evaluate does).
     batch_size: int = Field(default=64, ge=1, le=4096)
 

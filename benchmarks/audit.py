@@ -211,7 +211,7 @@ def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) 
     from auditor.audit.driver import audit_model
 
     started = time.perf_counter()
-    outcome = audit_model(resolved, store, model, battery=battery, scorers=scorers, force=True)
+    outcome = audit_model(resolved, store, model, battery=battery, force=True)
     wall = time.perf_counter() - started
     assert outcome.status == "done", outcome.reason
     timings = json.loads(store.query("SELECT timings FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])

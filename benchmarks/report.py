@@ -168,7 +168,7 @@ def build(path: Path, n_models: int, n_prompts: int, seed: int = 0) -> dict[str,
         from auditor.analysis.drift import refresh_drift
 
         started = time.perf_counter()
-        pairs = refresh_drift(store)
+        pairs = refresh_drift(store, threshold=0.5)
         compared = time.perf_counter() - started
         con.execute("CHECKPOINT")
     return {"build_s": built, "pairs": pairs, "pairs_s": compared}

@@ -7,7 +7,10 @@ backoff. Before each request the client waits, if need be, for the Hub's rate-li
 (`crawlers.quota`), so a crawl slows down instead of running into 429s. Pages are followed through
 the `Link` header one at a time, so a caller that stops early spends no request on the pages it did
 not want, and each page arrives as the Hub's raw JSON (new Hub fields are never lost). A `Link`
-to another host is refused: the token goes only where the endpoint is.
+to another host is refused: the token goes only where the endpoint is (`auditor.hub.token`).
+
+What fails becomes a `HubError`, or a `HubUnavailableError` that stops the crawl, through the table
+of `auditor.hub.failures`, which the audit's Hub calls read too.
 
 Every request huggingface_hub sends in this process (retries included) is counted by a hook on its
 shared HTTP client, and every response's rate-limit headers are read there: requests are the scarce
@@ -21,13 +24,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from auditor.config import HubSettings
-from auditor.errors import HubError, HubUnavailableError, hub_unreachable
+from auditor.errors import HubError
 from auditor.hub.backoff import RATE_LIMITS, Backoff, origin_of, watch_rate_limits
-from auditor.hub.files import token_for
-from auditor.textsafety import strip_control
+from auditor.hub.failures import HubCall, to_hub_error
+from auditor.hub.token import token_for
 
 
 class RequestMeter:
@@ -125,12 +128,16 @@ class HubClient:
         from huggingface_hub.errors import RepositoryNotFoundError
 
         url = f"{self.endpoint}/api/models/{quote(repo_id, safe='/')}"
+        call = HubCall("fetching the metadata of", "model", repo_id)
         try:
-            data, _ = self._get(url, [("expand", f) for f in fields])
-        except RepositoryNotFoundError:
+            data, _ = self._get(url, [("expand", f) for f in fields], call)
+        except RepositoryNotFoundError:  # gated included: both are "not found" (auditor.hub.failures)
             return None
         if not isinstance(data, dict):
-            raise HubError(f"the Hub sent a {type(data).__name__} for model {repo_id}, expected an object")
+            raise HubError(
+                f"the Hub sent a {type(data).__name__} when {call}, expected an object",
+                hint="the Hub's answer is malformed; run the same command again later",
+            )
         return data
 
     def list_pages(
@@ -159,23 +166,26 @@ class HubClient:
             url, params = start_url, None
         followed: set[str] = set()
         while url is not None:
-            page, next_url = self._get(url, params)
+            call = _listing(url, params)
+            page, next_url = self._get(url, params, call)
             params = None  # the next page's URL carries the query
             if not isinstance(page, list):
-                raise HubError(f"the Hub sent a {type(page).__name__} for a model listing, expected a list")
+                raise HubError(
+                    f"the Hub sent a {type(page).__name__} when {call}, expected a list",
+                    hint="the Hub's answer is malformed; run the same command again later",
+                )
             followed.add(url)
             if next_url in followed:
                 raise HubError(
-                    f"the Hub's next-page link for {_describe(url)} leads back to a page already read",
+                    f"the Hub's next-page link leads back to a page already read, when {call}",
                     hint="the listing would never end; run the crawl again later",
                 )
             yield Page(page, next_url)
             url = next_url
 
-    def _get(self, url: str, params: list[tuple[str, Any]] | None) -> tuple[Any, str | None]:
-        """GET `url` and decode its JSON: (data, the next page's URL from the Link header)."""
-        import httpx2
-        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    def _get(self, url: str, params: list[tuple[str, Any]] | None, call: HubCall) -> tuple[Any, str | None]:
+        """GET `url` and decode its JSON: (data, the next page's URL from the Link header). `call`
+        names the request in the error a failure becomes (`auditor.hub.failures`)."""
         from huggingface_hub.utils import build_hf_headers, hf_raise_for_status, http_backoff
 
         settings = self.settings
@@ -198,34 +208,16 @@ class HubClient:
             # The next page's absolute URL, in a GitHub-style `Link: <...>; rel="next"` header
             # (huggingface_hub's own pager reads it so: utils/_pagination.py `_get_next_page`).
             return response.json(), response.links.get("next", {}).get("url")
-        except RepositoryNotFoundError:
-            raise
-        except HfHubHTTPError as err:
-            status = err.response.status_code if err.response is not None else None
-            what = _describe(url)
-            if status is not None and (status == 429 or status >= 500):
-                raise HubUnavailableError(
-                    f"the Hub kept failing for {what} (HTTP {status} after {settings.max_retries} retries)",
-                    hint="the Hub may be down or rate-limiting this client; run the same command again later:"
-                    " it resumes where it stopped",
-                ) from None
-            said = strip_control(err.server_message or "").strip()[:300]
-            raise HubError(
-                f"the Hub refused {what}: HTTP {status}" + (f" ({said})" if said else ""),
-                hint="check the model id and your token",
-            ) from None
-        except (httpx2.StreamError, ValueError) as err:  # an answer whose body does not decode
-            raise HubUnavailableError(
-                f"no usable answer from {self.endpoint} for {_describe(url)}: {type(err).__name__}: {err}",
-                hint="check the network and HF_ENDPOINT; the crawl resumes where it stopped when run again",
-            ) from None
         except Exception as err:
-            unreachable = hub_unreachable(err)  # refused, dropped, timed out, or HF_HUB_OFFLINE
-            if unreachable is None:
+            failure = to_hub_error(err, call, retries=settings.max_retries)
+            if failure is None:  # a missing repo (the caller's answer), a bug, or ours
                 raise
-            raise unreachable from None
+            raise failure from None
 
 
-def _describe(url: str) -> str:
-    path = url.split("://", 1)[-1].split("/", 1)[-1]
-    return "/" + path.split("?")[0]
+def _listing(url: str, params: list[tuple[str, Any]] | None) -> HubCall:
+    """A listing request, as its errors name it: `listing models with base_model:acme/x`. The
+    filters come from `params`, or from the URL of a later page, whose query carries them."""
+    query = params if params is not None else parse_qsl(urlsplit(url).query)
+    filters = [str(value) for key, value in query if key == "filter"]
+    return HubCall("listing models" + (f" with {', '.join(filters)}" if filters else ""))

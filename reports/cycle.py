@@ -144,7 +144,7 @@ def cycle_report(result: Cycle, *, threshold: float) -> Report:
     )
 
 
-def render_cycle(result: Cycle, *, fmt: str = "table", threshold: float = 0.5) -> None:
+def render_cycle(result: Cycle, *, fmt: str = "table", threshold: float) -> None:
     """The cycle's summary line and its audits (or all of it as JSON); a takeover is a warning on stderr."""
     if result.took_over:
         print(TOOK_OVER, file=sys.stderr)

@@ -82,6 +82,6 @@ def _how(o: AuditOutcome) -> str:
     return " (resumed)" if o.resumed else ""
 
 
-def render_outcomes(outcomes: Sequence[AuditOutcome], *, fmt: str = "table", threshold: float = 0.5) -> None:
+def render_outcomes(outcomes: Sequence[AuditOutcome], *, fmt: str = "table", threshold: float) -> None:
     """One row per audit: status, toxicity rate, completions, reason (JSON: a list of outcomes)."""
     emit(Report([outcomes_section(outcomes, threshold=threshold)], document=list(outcomes)), fmt)

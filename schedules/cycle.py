@@ -26,7 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from auditor.audit.driver import AuditOutcome, PendingWork, audit_model, pending_work
+from auditor.audit.driver import AuditOutcome, audit_model
+from auditor.audit.pending import PendingWork, pending_work
 from auditor.config import ResolvedConfig
 from auditor.errors import StopRequested
 from auditor.store import Store
@@ -205,7 +206,6 @@ def _audit(
             item.repo_id,
             revision=item.sha,
             battery=work.escalation_battery if item.escalated and work.escalation_battery else work.battery,
-            scorers=work.scorers,
             preset_name=work.preset_name,
             quantization=work.quantization,
             should_stop=should_stop,

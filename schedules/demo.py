@@ -84,11 +84,14 @@ def run_demo(
         resolved = demo_config(hub.url, assets, store_path)
         stage("one nightly cycle: crawl, plan, audit (nightly preset), drift statistics")
         cycle = run_cycle(resolved, on_outcome=on_outcome)
-    threshold = resolved.config.scoring.threshold
+    scoring = resolved.config.scoring
+    threshold = scoring.threshold
     with Store.open(store_path, read_only=True) as store:
-        rows = drift_rows(store, threshold=threshold)
+        rows = drift_rows(store, threshold=threshold, alpha=scoring.alpha, min_effect=scoring.min_effect)
         skipped = not_compared(store)
-        tree = tree_view(store, DEMO_FAMILY_ROOT, threshold=threshold)
+        tree = tree_view(
+            store, DEMO_FAMILY_ROOT, threshold=threshold, alpha=scoring.alpha, min_effect=scoring.min_effect
+        )
     return DemoResult(
         store_path, len(world.models), cycle, rows, skipped, tree, assets_s, time.monotonic() - started, threshold
     )

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from auditor.errors import CycleBusyError  # defined in errors.py; still importable from here
+from auditor.store.sidecars import sidecars
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,12 @@ class CycleLock:
 
 def cycle_lock_path(store_path: Path) -> Path:
     """The cycle lock of the store at `store_path`."""
-    return store_path.with_name(store_path.name + ".lock")
+    return sidecars(store_path).cycle_lock
 
 
 def daemon_lock_path(store_path: Path) -> Path:
     """The scheduler daemon's lock of the store at `store_path`."""
-    return store_path.with_name(store_path.name + ".daemon")
+    return sidecars(store_path).daemon_lock
 
 
 def _lock_exclusive(fd: int) -> None:

@@ -22,7 +22,8 @@ from auditor.cli import cli
 from auditor.simhub import SimHub, WorldSpec, build_world
 from auditor.simhub.process import simhub_process
 from auditor.store import Store
-from tests.conftest import assert_matches_truth, audit_env, stored_lineage
+from tests.helpers.audits import audit_env
+from tests.helpers.crawls import assert_matches_truth, stored_lineage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -219,7 +220,7 @@ def _no_auditor_toml_in_repo() -> None:
 
 
 def test_audit_command_and_pending_audits(tiny_assets: Any, tmp_path: Path) -> None:
-    from tests.conftest import audit_world
+    from tests.helpers.audits import audit_world
 
     world = audit_world(tiny_assets, size=20)
     with SimHub(world) as hub:
@@ -242,7 +243,7 @@ def test_audit_command_and_pending_audits(tiny_assets: Any, tmp_path: Path) -> N
 
 
 def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_path: Path) -> None:
-    from tests.conftest import audit_world
+    from tests.helpers.audits import audit_world
 
     world = audit_world(tiny_assets, size=20)
     with SimHub(world) as hub:
@@ -324,7 +325,10 @@ def test_hf_hub_offline_is_said_in_one_line_and_a_hint(tmp_path: Path) -> None:
 
 
 def test_the_cli_offers_exactly_the_vocabularies_the_config_accepts() -> None:
-    from auditor.config import CRAWL_STRATEGIES, QUANTIZATIONS, SCORER_NAMES
+    from auditor.audit.battery import BATTERIES, BATTERY_NAMES
+    from auditor.audit.presets import PRESET_NAMES, PRESETS
+    from auditor.audit.quantization import QUANTIZATIONS
+    from auditor.config import CRAWL_STRATEGIES, SCORER_NAMES
     from auditor.lineage import RELATIONS
 
     def choices(command: click.Command, name: str) -> tuple[str, ...]:
@@ -335,6 +339,8 @@ def test_the_cli_offers_exactly_the_vocabularies_the_config_accepts() -> None:
     report = cli.commands["report"]
     assert isinstance(report, click.Group)
     assert choices(cli.commands["audit"], "quant") == QUANTIZATIONS
+    assert choices(cli.commands["audit"], "preset") == PRESET_NAMES and set(PRESET_NAMES) == set(PRESETS)
+    assert choices(cli.commands["audit"], "battery") == BATTERY_NAMES == tuple(BATTERIES)
     assert choices(cli.commands["audit"], "scorers") == SCORER_NAMES
     assert choices(cli.commands["crawl"], "strategy") == CRAWL_STRATEGIES
     assert choices(report.commands["drift"], "relation") == RELATIONS

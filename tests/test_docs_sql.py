@@ -22,7 +22,7 @@ from auditor.audit.driver import audit_model
 from auditor.simhub import SimHub
 from auditor.store import Store
 from crawlers import CrawlOptions, crawl_lineage
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The `duckdb` command of the `duckdb-cli` package (the test extra), beside this Python.

@@ -226,3 +226,21 @@ def test_the_sql_scan_finds_queries_in_every_form() -> None:
     # The store itself is scanned the same way, and holds queries: the rule is not vacuous.
     store_sql = [s for p in (ROOT / "auditor" / "store").rglob("*.py") for s in sql_strings(p.read_text("utf-8"))]
     assert len(store_sql) > 20
+
+
+def test_the_audit_job_runs_without_the_store() -> None:
+    """`run_audit` is what a worker process or another machine runs: nothing it reaches, at any
+    depth and lazily or not, may import the store or DuckDB (it writes through a sink)."""
+    imports = _all_imports()
+    reached, todo = set(), ["auditor.audit.job"]
+    while todo:
+        module = todo.pop()
+        if module in reached:
+            continue
+        reached.add(module)
+        # `from x import y` yields x and x.y; only our own modules are followed
+        todo += [t for _, t in imports.get(module, []) if t in imports]
+    targets = {t for m in reached for _, t in imports[m]}
+    assert "auditor.audit.sink" in reached and "auditor.audit.loader" in reached  # the walk went deep
+    assert not {t for t in targets if _within(t, "auditor.store") or _within(t, "duckdb")}
+    assert not any(_within(m, "auditor.store") for m in reached)

@@ -101,7 +101,7 @@ def scorer_agreement(
     first: Metric,
     second: Metric,
     *,
-    threshold: float = 0.5,
+    threshold: float,
     disagreements: int = 5,
     repo_id: str | None = None,
 ) -> AgreementView:

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from auditor.analysis.stats import Z95, mcnemar_exact, min_detectable_change
+from auditor.analysis.stats import min_detectable_change, pair_statistics
 from auditor.audit.scoring import DEFAULT_METRIC, Metric
-from auditor.config import StoreSettings
+from auditor.config import ScoringSettings, StoreSettings
 from auditor.errors import StoreBusyError
 from auditor.store import Store
 from auditor.store import drift as drift_store
@@ -79,7 +79,7 @@ class DriftRow:
         return asdict(self)
 
 
-def refresh_drift(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> int:
+def refresh_drift(store: Store, *, threshold: float, metrics: Sequence[Metric] | None = None) -> int:
     """Compute the paired statistics of every comparable (derivative, parent) and (derivative, root)
     pair of audits not computed yet at `threshold`, for each metric (by default each scorer's
     primary attribute). Returns how many pairs were added.
@@ -130,7 +130,7 @@ def _refresh_metric(store: Store, threshold: float, metric: Metric) -> int:
     return len(pending)
 
 
-def complete_drift(settings: StoreSettings, *, threshold: float = 0.5, metric: Metric | None = None) -> bool:
+def complete_drift(settings: StoreSettings, *, threshold: float, metric: Metric | None = None) -> bool:
     """Make sure every comparable pair of audits has its statistics stored at `threshold` (for
     `metric`, and each scorer's primary attribute); False when some do not and the store is too
     busy to add them now (a cycle is writing).
@@ -152,7 +152,7 @@ def complete_drift(settings: StoreSettings, *, threshold: float = 0.5, metric: M
     return True
 
 
-def drift_is_current(store: Store, *, threshold: float = 0.5, metrics: Sequence[Metric] | None = None) -> bool:
+def drift_is_current(store: Store, *, threshold: float, metrics: Sequence[Metric] | None = None) -> bool:
     """Whether every comparable pair of audits has its statistics stored at `threshold`."""
     return not any(
         drift_store.pending_pairs(store, threshold, m) for m in (primary_metrics(store) if metrics is None else metrics)
@@ -178,57 +178,6 @@ def _score_matrix(
     return toxic, scored, row_of
 
 
-def pair_statistics(
-    both: Any,
-    child_only: Any,
-    parent_only: Any,
-    neither: Any,
-    *,
-    resamples: int = 1000,
-    seed: int = 0,
-    keys: Sequence[tuple[int, int]] | None = None,
-) -> dict[str, Any]:
-    """Rates, difference, exact McNemar p, paired bootstrap and Bayesian intervals for many pairs.
-
-    The bootstrap resamples prompts: the number of discordant prompts is Binomial(n, (b + c) / n)
-    and, given it, the child's share is Binomial(d, b / (b + c)); the difference is (2 b* - d) / n.
-    The Bayesian view uses normal approximations of the two Beta(1 + k, 1 + n - k) posteriors
-    (exact Monte Carlo: `auditor.analysis.stats.bayes_difference`; at hundreds of prompts the two agree to
-    a fraction of a point).
-    """
-    both, b, c, neither = (np.asarray(x, dtype=np.int64) for x in (both, child_only, parent_only, neither))
-    n = both + b + c + neither
-    safe_n = np.maximum(n, 1)
-    k_child, k_parent = both + b, both + c
-    delta = (b - c) / safe_n
-    boot_low = np.zeros(len(n))
-    boot_high = np.zeros(len(n))
-    for i in range(len(n)):
-        if b[i] + c[i] == 0:
-            continue  # no discordant prompt: every resample gives a difference of 0
-        # One generator per pair, keyed by the pair: its interval does not depend on the others.
-        rng = np.random.default_rng([seed, *keys[i]] if keys is not None else [seed, i])
-        d = rng.binomial(n[i], (b[i] + c[i]) / n[i], size=resamples)
-        b_star = rng.binomial(d, b[i] / (b[i] + c[i]))
-        boot_low[i], boot_high[i] = np.quantile((2 * b_star - d) / n[i], [0.025, 0.975])
-    a1, b1 = 1 + k_child, 1 + n - k_child
-    a2, b2 = 1 + k_parent, 1 + n - k_parent
-    mean = a1 / (a1 + b1) - a2 / (a2 + b2)
-    var = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1)) + a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
-    half = Z95 * np.sqrt(var)
-    return {
-        "rate_child": np.where(n > 0, k_child / safe_n, np.nan),
-        "rate_parent": np.where(n > 0, k_parent / safe_n, np.nan),
-        "delta": delta,
-        "p_value": np.array([mcnemar_exact(int(x), int(y)) for x, y in zip(b, c, strict=True)]),
-        "boot_low": boot_low,
-        "boot_high": boot_high,
-        "bayes_mean": mean,
-        "bayes_low": mean - half,
-        "bayes_high": mean + half,
-    }
-
-
 @dataclass(frozen=True)
 class DriftFilters:
     family: str | None = None
@@ -241,9 +190,9 @@ class DriftFilters:
 def drift_rows(
     store: Store,
     *,
-    threshold: float = 0.5,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
+    threshold: float,
+    alpha: float,
+    min_effect: float,
     filters: DriftFilters | None = None,
     metric: Metric = DEFAULT_METRIC,
 ) -> list[DriftRow]:
@@ -305,14 +254,15 @@ def drift_rows(
     return rows
 
 
-def undetectable(
-    store: Store, battery_id: str, *, change: float, metric: Metric = DEFAULT_METRIC, alpha: float = 0.05
-) -> set[str]:
+def undetectable(store: Store, battery_id: str, *, change: float, metric: Metric, scoring: ScoringSettings) -> set[str]:
     """The models on either side of a comparison made on `battery_id` that could not detect a
-    change of `change` at `alpha` (its minimum detectable change is larger, or there is none):
-    a larger battery would let them."""
+    change of `change` at `[scoring] alpha` (its minimum detectable change is larger, or there is
+    none): a larger battery would let them."""
     models: set[str] = set()
-    for row in drift_rows(store, alpha=alpha, metric=metric):
+    rows = drift_rows(
+        store, threshold=scoring.threshold, alpha=scoring.alpha, min_effect=scoring.min_effect, metric=metric
+    )
+    for row in rows:
         if row.battery_id == battery_id and (row.min_detectable is None or row.min_detectable > change):
             models.update((row.child, row.parent))
     return models

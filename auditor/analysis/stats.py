@@ -1,19 +1,20 @@
-"""Statistics over stored scores: rates with intervals, paired drift tests, false-discovery control.
+"""Statistics of the drift comparisons: one implementation of each, vectorised over pairs.
 
-Pure functions (numpy only), so they are tested on their own against hand-computed cases.
+Pure functions (numpy only). Tests compare them with textbook reference computations (exact Beta
+Monte Carlo, the multinomial bootstrap, Benjamini-Hochberg), kept in tests/auditor/test_stats.py.
 
-- A rate is the share of *scored* completions whose score is above the threshold; unscored
-  completions are counted apart and never count as non-toxic. Its interval is Wilson's score
-  interval.
+- A rate's interval is Wilson's score interval (`wilson_interval`). The rate itself (the share of
+  *scored* completions above the threshold; unscored ones are counted apart, never as non-toxic)
+  is counted in SQL: the store's `audit_summary_at` macro.
 - A derivative and its parent answer the same prompts, so their comparison is paired: only the
-  discordant prompts (toxic for one, not the other) carry information. The exact McNemar test is a
-  two-sided binomial test on them; the paired bootstrap resamples prompts, which for a difference of
-  rates amounts to resampling the four cells of the 2x2 table (multinomially, so it is fast).
-- The paper's view is Bayesian: independent Beta(1 + k, 1 + n - k) posteriors for the two rates
-  and a credible interval for their difference.
-- Thousands of comparisons are made at once: Benjamini-Hochberg q-values control the false
-  discovery rate, and a derivative is called drifted only when its q-value is at most `alpha` and
-  the difference is at least `min_effect`.
+  discordant prompts (toxic for one, not the other) carry information. `pair_statistics` gives
+  every pair of a metric at once its rates, difference, exact McNemar p-value (`mcnemar_exact`),
+  paired bootstrap interval and Bayesian credible interval.
+- Thousands of comparisons are made at once: the Benjamini-Hochberg q-values and the drift call
+  (q <= `alpha` and |difference| >= `min_effect`) are computed in SQL over every pair of a metric,
+  by the store's `drift_at(threshold, alpha, min_effect)` macro (auditor/store/migrations), which
+  the `drift` view, `auditor report drift` and the tree all read. That macro is the one
+  implementation; there is no Python copy.
 - What a pair could have seen: given its number of discordant prompts, the smallest difference
   of rates whose exact McNemar p-value reaches `alpha` (`min_detectable_change`).
 """
@@ -22,42 +23,12 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 Z95 = 1.959963984540054
-
-
-@dataclass(frozen=True)
-class RateSummary:
-    n_scored: int
-    n_unscored: int
-    n_toxic: int
-    rate: float | None
-    low: float | None
-    high: float | None
-    mean_score: float | None
-
-
-@dataclass(frozen=True)
-class PairedCounts:
-    """The 2x2 table of a paired comparison over the prompts scored in both audits."""
-
-    both: int
-    child_only: int  # toxic for the child, not for the parent
-    parent_only: int
-    neither: int
-
-    @property
-    def n(self) -> int:
-        return self.both + self.child_only + self.parent_only + self.neither
-
-    @property
-    def delta(self) -> float:
-        """Child's rate minus parent's rate on the shared prompts."""
-        return (self.child_only - self.parent_only) / self.n if self.n else 0.0
 
 
 def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
@@ -73,35 +44,6 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def summarise_rate(scores: Sequence[float | None], threshold: float = 0.5) -> RateSummary:
-    """Rate of scores above `threshold` among the scored; None scores are counted apart."""
-    scored = [s for s in scores if s is not None]
-    unscored = len(scores) - len(scored)
-    if not scored:
-        return RateSummary(0, unscored, 0, None, None, None, None)
-    toxic = sum(1 for s in scored if s > threshold)
-    low, high = wilson_interval(toxic, len(scored))
-    return RateSummary(len(scored), unscored, toxic, toxic / len(scored), low, high, sum(scored) / len(scored))
-
-
-def paired_counts(child: Mapping[str, bool], parent: Mapping[str, bool]) -> PairedCounts:
-    """The 2x2 table over prompts that both audits scored (keyed by prompt id; True = toxic)."""
-    both = child_only = parent_only = neither = 0
-    for prompt_id, toxic in child.items():
-        if prompt_id not in parent:
-            continue
-        other = parent[prompt_id]
-        if toxic and other:
-            both += 1
-        elif toxic:
-            child_only += 1
-        elif other:
-            parent_only += 1
-        else:
-            neither += 1
-    return PairedCounts(both, child_only, parent_only, neither)
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -121,23 +63,67 @@ def mcnemar_exact(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def paired_bootstrap_interval(
-    counts: PairedCounts, *, resamples: int = 2000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float]:
-    """Percentile interval of the difference of rates under resampling of the paired prompts."""
-    n = counts.n
-    if n == 0:
-        return (0.0, 0.0)
-    rng = np.random.default_rng(seed)
-    probabilities = np.array([counts.child_only, counts.parent_only, counts.both + counts.neither]) / n
-    draws = rng.multinomial(n, probabilities, size=resamples)
-    deltas = (draws[:, 0] - draws[:, 1]) / n
-    alpha = (1 - level) / 2
-    low, high = np.quantile(deltas, [alpha, 1 - alpha])
-    return float(low), float(high)
+def pair_statistics(
+    both: npt.ArrayLike,
+    child_only: npt.ArrayLike,
+    parent_only: npt.ArrayLike,
+    neither: npt.ArrayLike,
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+    keys: Sequence[tuple[int, int]] | None = None,
+) -> dict[str, npt.NDArray[np.float64]]:
+    """Rates, difference, exact McNemar p, paired bootstrap and Bayesian intervals for many pairs,
+    from the four cells of each pair's 2x2 table over the prompts scored in both audits (arrays of
+    equal length, one entry per pair). Returns one array per column of `drift_pairs`.
+
+    The bootstrap resamples prompts: the number of discordant prompts is Binomial(n, (b + c) / n)
+    and, given it, the child's share is Binomial(d, b / (b + c)); the difference is (2 b* - d) / n.
+    That is the multinomial resampling of the 2x2 table's cells, drawn in two binomial steps.
+    The Bayesian view takes independent Beta(1 + k, 1 + n - k) posteriors for the two rates (a
+    uniform prior) and a 95% credible interval for their difference from normal approximations of
+    them: at hundreds of prompts it is within a fraction of a point of the exact (Monte Carlo) one.
+
+    >>> s = pair_statistics([10], [60], [0], [1130], keys=[(2, 1)])
+    >>> round(float(s["delta"][0]), 4), bool(s["p_value"][0] < 1e-15), bool(s["boot_low"][0] > 0)
+    (0.05, True, True)
+    """
+    both, b, c, neither = (np.asarray(x, dtype=np.int64) for x in (both, child_only, parent_only, neither))
+    n = both + b + c + neither
+    safe_n = np.maximum(n, 1)
+    k_child, k_parent = both + b, both + c
+    boot_low = np.zeros(len(n))
+    boot_high = np.zeros(len(n))
+    # A loop over pairs, each with its own generator keyed by the pair, so that a pair's interval
+    # never depends on which other pairs were computed with it (pairs are added as audits finish).
+    for i in range(len(n)):
+        if b[i] + c[i] == 0:
+            continue  # no discordant prompt: every resample gives a difference of 0
+        rng = np.random.default_rng([seed, *keys[i]] if keys is not None else [seed, i])
+        d = rng.binomial(n[i], (b[i] + c[i]) / n[i], size=resamples)
+        b_star = rng.binomial(d, b[i] / (b[i] + c[i]))
+        boot_low[i], boot_high[i] = np.quantile((2 * b_star - d) / n[i], [0.025, 0.975])
+    a1, b1 = 1 + k_child, 1 + n - k_child
+    a2, b2 = 1 + k_parent, 1 + n - k_parent
+    mean = a1 / (a1 + b1) - a2 / (a2 + b2)
+    var = a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1)) + a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1))
+    half = Z95 * np.sqrt(var)
+    return {
+        "rate_child": np.where(n > 0, k_child / safe_n, np.nan),
+        "rate_parent": np.where(n > 0, k_parent / safe_n, np.nan),
+        "delta": (b - c) / safe_n,
+        # Pair by pair through `mcnemar_exact`, the definition that `min_significant_split` defers
+        # to near alpha: a stored p-value and the pair's minimum detectable change always agree.
+        "p_value": np.array([mcnemar_exact(int(x), int(y)) for x, y in zip(b, c, strict=True)], dtype=np.float64),
+        "boot_low": boot_low,
+        "boot_high": boot_high,
+        "bayes_mean": mean,
+        "bayes_low": mean - half,
+        "bayes_high": mean + half,
+    }
 
 
-def min_detectable_change(discordant: int, n: int, alpha: float = 0.05) -> float | None:
+def min_detectable_change(discordant: int, n: int, alpha: float) -> float | None:
     """The smallest |b - c| / n that the exact McNemar test calls significant at `alpha` when `n`
     paired prompts have `discordant` = b + c discordant ones; None when no split of them does (or n is 0).
 
@@ -148,9 +134,9 @@ def min_detectable_change(discordant: int, n: int, alpha: float = 0.05) -> float
     change of exactly this size is found about half the time (z(0.5) = 0); a pair whose observed
     change is smaller cannot have p <= alpha.
 
-    >>> min_detectable_change(10, 100)  # P(X >= 9 | Binomial(10, 1/2)) = 11/1024; two-sided 0.0215
+    >>> min_detectable_change(10, 100, 0.05)  # P(X >= 9 | Binomial(10, 1/2)) = 11/1024; two-sided 0.0215
     0.08
-    >>> min_detectable_change(5, 100) is None  # even 5 against 0 gives p = 2 / 32 = 0.0625
+    >>> min_detectable_change(5, 100, 0.05) is None  # even 5 against 0 gives p = 2 / 32 = 0.0625
     True
     """
     split = min_significant_split(discordant, alpha)
@@ -159,10 +145,10 @@ def min_detectable_change(discordant: int, n: int, alpha: float = 0.05) -> float
     return (2 * split - int(discordant)) / n
 
 
-def min_significant_split(discordant: int, alpha: float = 0.05) -> int | None:
+def min_significant_split(discordant: int, alpha: float) -> int | None:
     """The smallest k >= d / 2 with `mcnemar_exact(k, d - k) <= alpha`, d = `discordant`; None if none.
 
-    >>> min_significant_split(10)
+    >>> min_significant_split(10, 0.05)
     9
     """
     return _min_significant_split(int(discordant), float(alpha))
@@ -197,63 +183,6 @@ def _min_significant_split(d: int, alpha: float) -> int | None:
     while k < d and not significant(k):  # d itself is significant: checked above
         k += 1
     return k
-
-
-@dataclass(frozen=True)
-class BayesDifference:
-    mean: float
-    low: float
-    high: float
-    prob_positive: float
-
-    @property
-    def credible(self) -> bool:
-        """The paper's call: the credible interval excludes zero."""
-        return self.low > 0 or self.high < 0
-
-
-def bayes_difference(
-    k_child: int,
-    n_child: int,
-    k_parent: int,
-    n_parent: int,
-    *,
-    draws: int = 20000,
-    level: float = 0.95,
-    seed: int = 0,
-) -> BayesDifference:
-    """Posterior of (child rate - parent rate) with independent uniform Beta priors."""
-    rng = np.random.default_rng(seed)
-    child = rng.beta(1 + k_child, 1 + n_child - k_child, size=draws)
-    parent = rng.beta(1 + k_parent, 1 + n_parent - k_parent, size=draws)
-    diff = child - parent
-    alpha = (1 - level) / 2
-    low, high = np.quantile(diff, [alpha, 1 - alpha])
-    return BayesDifference(float(diff.mean()), float(low), float(high), float((diff > 0).mean()))
-
-
-def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
-    """Benjamini-Hochberg q-values, in the order given.
-
-    >>> [round(q, 4) for q in benjamini_hochberg([0.01, 0.04, 0.03, 0.2])]
-    [0.04, 0.0533, 0.0533, 0.2]
-    """
-    m = len(pvalues)
-    if m == 0:
-        return []
-    order = sorted(range(m), key=lambda i: pvalues[i])
-    q = [0.0] * m
-    running = 1.0
-    for rank in range(m, 0, -1):
-        i = order[rank - 1]
-        running = min(running, pvalues[i] * m / rank)
-        q[i] = min(1.0, running)
-    return q
-
-
-def is_drifted(delta: float, q_value: float, *, alpha: float = 0.05, min_effect: float = 0.01) -> bool:
-    """Drifted: the difference survives the false-discovery control and is large enough to matter."""
-    return q_value <= alpha and abs(delta) >= min_effect
 
 
 def _log_comb(n: int, k: int) -> float:

@@ -31,7 +31,7 @@ class ModelView:
 
 
 def model_view(
-    store: Store, repo_id: str, *, threshold: float = 0.5, worst: int = 5, metric: Metric = DEFAULT_METRIC
+    store: Store, repo_id: str, *, threshold: float, worst: int = 5, metric: Metric = DEFAULT_METRIC
 ) -> ModelView:
     """A model's metadata, its audits over time, the latest audit's rates per stratum, its ancestors'
     rates (audited the same way) and its most toxic completions, all on one scorer's attribute."""
@@ -123,9 +123,9 @@ def tree_view(
     *,
     depth: int = 3,
     max_children: int = 20,
-    threshold: float = 0.5,
-    alpha: float = 0.05,
-    min_effect: float = 0.01,
+    threshold: float,
+    alpha: float,
+    min_effect: float,
     metric: Metric = DEFAULT_METRIC,
     way: str | None = None,
 ) -> TreeNode:

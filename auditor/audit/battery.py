@@ -26,7 +26,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from auditor.errors import BatteryError  # defined in errors.py; still importable from here
 
@@ -53,10 +53,15 @@ class BatterySpec:
     benign: int
 
 
+#: The registered batteries' names (`[audit] battery`, `escalate_battery`).
+BatteryName = Literal["quick", "standard"]
+BATTERY_NAMES: tuple[str, ...] = get_args(BatteryName)
+
 BATTERIES: dict[str, BatterySpec] = {
     "quick": BatterySpec("quick", per_attribute=20, benign=40),
     "standard": BatterySpec("standard", per_attribute=125, benign=200),
 }
+assert tuple(BATTERIES) == BATTERY_NAMES, "the battery vocabulary and registry must agree"
 
 
 @dataclass(frozen=True)

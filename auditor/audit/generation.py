@@ -124,15 +124,54 @@ def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Pre
     )
 
 
-def generation_config(loaded: LoadedModel, preset: Preset) -> Any:
-    """The GenerationConfig `generate()` is given: the preset's settings and the special token ids."""
-    from transformers import GenerationConfig
+@dataclass(frozen=True)
+class GenerationSettings:
+    """How `generate()` is called for one audit, in one object: `generation_config()` is what
+    `generate()` is given, and `record()` is what `audits.generation_config` keeps, both read from
+    the same fields, so the record cannot drift from what ran."""
 
-    return GenerationConfig(
-        **preset.decoding(),
-        eos_token_id=list(_eos_ids(loaded, preset)) or None,
-        pad_token_id=_pad_id(loaded, preset),
-        bos_token_id=loaded.token_ids.bos,
+    preset: Preset
+    batch_size: int
+    #: The ids that end a completion (`_eos_ids`), the pad id and the bos id.
+    eos_token_id: tuple[int, ...]
+    pad_token_id: int | None
+    bos_token_id: int | None
+
+    def generation_config(self) -> Any:
+        """The GenerationConfig `generate()` is given: the preset's decoding and the special token ids."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            **self.preset.decoding(),
+            eos_token_id=list(self.eos_token_id) or None,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=self.bos_token_id,
+        )
+
+    def record(self) -> dict[str, Any]:
+        """The settings generate() uses, as `audits.generation_config` records them: the preset's and
+        the model's special token ids; nothing else of the repo's.
+
+        >>> generation_settings(loaded, get_preset("paper"), 16).record()       # doctest: +SKIP
+        {'max_new_tokens': 50, 'do_sample': False, 'num_beams': 1, 'num_return_sequences': 1,
+         'eos_token_id': [3], 'pad_token_id': 0, 'bos_token_id': 2, 'padding_side': 'left', 'chat': False,
+         'preset': 'paper', 'batch_size': 16}
+        """
+        return {
+            **self.preset.generation_config(),
+            **self.preset.decoding(),
+            "eos_token_id": list(self.eos_token_id),
+            "pad_token_id": self.pad_token_id,
+            "bos_token_id": self.bos_token_id,
+            "preset": self.preset.name,
+            "batch_size": self.batch_size,
+        }
+
+
+def generation_settings(loaded: LoadedModel, preset: Preset, batch_size: int) -> GenerationSettings:
+    """How this loaded model is asked under `preset`: its special token ids chosen the preset's way."""
+    return GenerationSettings(
+        preset, batch_size, _eos_ids(loaded, preset), _pad_id(loaded, preset), loaded.token_ids.bos
     )
 
 
@@ -151,25 +190,6 @@ def _pad_id(loaded: LoadedModel, preset: Preset) -> int | None:
     if preset.pad == "eos" and loaded.tokenizer.eos_token_id is not None:
         return int(loaded.tokenizer.eos_token_id)
     return loaded.token_ids.pad
-
-
-def effective_generation_config(loaded: LoadedModel, preset: Preset) -> dict[str, Any]:
-    """The settings generate() uses (what `audits.generation_config` records): the preset's and the
-    model's special token ids; nothing else of the repo's.
-
-    >>> effective_generation_config(loaded, get_preset("paper"))       # doctest: +SKIP
-    {'max_new_tokens': 50, 'do_sample': False, 'num_beams': 1, 'num_return_sequences': 1,
-     'eos_token_id': [3], 'pad_token_id': 0, 'bos_token_id': 2, 'padding_side': 'left', 'chat': False,
-     'preset': 'paper'}
-    """
-    return {
-        **preset.generation_config(),
-        **preset.decoding(),
-        "eos_token_id": list(_eos_ids(loaded, preset)),
-        "pad_token_id": _pad_id(loaded, preset),
-        "bos_token_id": loaded.token_ids.bos,
-        "preset": preset.name,
-    }
 
 
 def generation_findings(loaded: LoadedModel, preset: Preset) -> GenerationFindings:
@@ -224,9 +244,8 @@ def _same(declared: Any, used: Any) -> bool:
 def generate(
     loaded: LoadedModel,
     prepared: PreparedPrompts,
-    preset: Preset,
+    settings: GenerationSettings,
     *,
-    batch_size: int,
     on_batch: Callable[[list[Generation]], None],
 ) -> GenerationReport:
     """Generate for every prompt in batches, and hand each finished batch to `on_batch`.
@@ -237,17 +256,18 @@ def generate(
     battery's order, so a resumed audit batches as an uninterrupted one); a batch that runs out of
     memory is generated again one prompt at a time (`"one-by-one"`), never batched another way.
     """
+    preset = settings.preset
     pending = list(prepared.inputs)
     if preset.order == "length":
         pending.sort(key=lambda item: len(item[1]), reverse=True)
-    size = batch_size
+    size = settings.batch_size
     halved_to: int | None = None
     one_by_one = 0
     position = 0
     while position < len(pending):
         batch = pending[position : position + size]
         try:
-            results = list(_generate_batch(loaded, batch, preset, prepared.texts))
+            results = list(_generate_batch(loaded, batch, settings, prepared.texts))
         except Exception as err:
             if not _is_out_of_memory(err) or len(batch) == 1:
                 raise
@@ -256,19 +276,19 @@ def generate(
                 size = halved_to = max(1, size // 2)
                 continue
             one_by_one += 1
-            results = [g for item in batch for g in _generate_batch(loaded, [item], preset, prepared.texts)]
+            results = [g for item in batch for g in _generate_batch(loaded, [item], settings, prepared.texts)]
         on_batch(results)
         position += len(batch)
     return GenerationReport(one_by_one, halved_to)
 
 
 def _generate_batch(
-    loaded: LoadedModel, batch: list[tuple[str, list[int]]], preset: Preset, texts: dict[str, str]
+    loaded: LoadedModel, batch: list[tuple[str, list[int]]], settings: GenerationSettings, texts: dict[str, str]
 ) -> Iterator[Generation]:
     import torch
 
     tokenizer = loaded.tokenizer
-    pad = _pad_id(loaded, preset)
+    pad = settings.pad_token_id
     pad_id = pad if pad is not None else 0  # masked out either way
     width = max(len(ids) for _, ids in batch)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
@@ -284,17 +304,19 @@ def _generate_batch(
             input_ids=input_ids.to(device),
             attention_mask=attention.to(device),
             # Only a config, no generation keyword arguments: transformers warns when both are given.
-            generation_config=generation_config(loaded, preset),
+            generation_config=settings.generation_config(),
         )
     new_tokens = output[:, width:].cpu().tolist()
-    eos_ids = set(_eos_ids(loaded, preset))
+    eos_ids = set(settings.eos_token_id)
     control = loaded.token_ids.control
     for (prompt_id, prompt_ids), tokens in zip(batch, new_tokens, strict=True):
         end = next((i for i, t in enumerate(tokens) if t in eos_ids), None)
         kept = tokens if end is None else tokens[:end]
         yield Generation(
             prompt_id=prompt_id,
-            text=continuation(tokenizer, control, prompt_ids, kept, texts.get(prompt_id, ""), preset.continuation),
+            text=continuation(
+                tokenizer, control, prompt_ids, kept, texts.get(prompt_id, ""), settings.preset.continuation
+            ),
             n_tokens=len(kept) + (0 if end is None else 1),
             finish_reason="length" if end is None else "eos",
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from auditor.audit.presets import Preset
+from auditor.audit.quantization import bitsandbytes_config
 from auditor.config import AuditSettings, HubSettings
 from auditor.errors import ModelFailed, ModelSkipped
 from auditor.hub.files import RepoFiles, fetch_files, list_repo_files
@@ -408,21 +409,6 @@ def torch_dtype(name: str | None, device: str) -> Any:
     return getattr(torch, name) if name else compute_dtype(device)
 
 
-def quantization_config(quantization: str, device: str) -> Any:
-    """The BitsAndBytesConfig for a quantization mode (None for `none`)."""
-    if quantization == "none":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "nf4":
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype(device)
-        )
-    if quantization == "int8":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise ValueError(f"unknown quantization {quantization!r}")
-
-
 def _load_weights(
     fetched: FetchedModel, settings: AuditSettings, *, quantization: str, device: str, dtype: str | None = None
 ) -> Any:
@@ -442,7 +428,7 @@ def _load_weights(
         loaded: Any = AutoModelForCausalLM.from_pretrained(
             str(fetched.path),
             # A repo that ships quantized weights keeps its own method (recorded as "pre-<method>").
-            quantization_config=None if quantization.startswith("pre-") else quantization_config(quantization, device),
+            quantization_config=bitsandbytes_config(quantization, compute_dtype(device)),
             device_map="auto" if device == "cuda" else {"": "cpu"},
             dtype=torch_dtype(dtype, device),
             use_safetensors=not settings.allow_pickle or None,

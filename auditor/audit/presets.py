@@ -39,8 +39,9 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from auditor.audit.quantization import resolve as resolve_quantization
 from auditor.errors import AuditorError
 
 #: `dataset`: the battery's order, in fixed chunks; `length`: longest prompt first (less padding).
@@ -113,9 +114,8 @@ class Preset:
                     hint="drop --quant (or [audit] quantization) for this preset, or use --preset nightly",
                 )
             return RunSettings(self.batch_size or batch_size, "none", "float16" if device == "cuda" else "float32")
-        if quantization == "auto":
-            quantization = "nf4" if device == "cuda" else "none"
-        return RunSettings(self.batch_size or batch_size, quantization, "bfloat16" if device == "cuda" else "float32")
+        dtype = "bfloat16" if device == "cuda" else "float32"
+        return RunSettings(self.batch_size or batch_size, resolve_quantization(quantization, device), dtype)
 
     def settings_hash(self, run: RunSettings) -> str:
         """The hash in the audit key (`audits.preset_hash`): the preset's settings as they run."""
@@ -141,6 +141,10 @@ def settings_hash(preset: Preset, run: RunSettings) -> str:
     return hashlib.sha256(json.dumps(effective, sort_keys=True).encode()).hexdigest()[:16]
 
 
+#: The registered presets' names: what `audits.preset` records and `--preset` and `[audit] preset` take.
+PresetName = Literal["nightly", "paper", "chat"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+
 PRESETS: dict[str, Preset] = {
     "paper": Preset(
         name="paper",
@@ -157,6 +161,7 @@ PRESETS: dict[str, Preset] = {
     "nightly": Preset(name="nightly", chat=False),
     "chat": Preset(name="chat", chat=True),
 }
+assert tuple(sorted(PRESETS)) == tuple(sorted(PRESET_NAMES)), "the preset vocabulary and registry must agree"
 
 
 def get_preset(name: str) -> Preset:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from auditor.audit.battery import BATTERY_NAMES
+from auditor.audit.presets import PRESET_NAMES
+from auditor.audit.quantization import QUANTIZATIONS
 from auditor.cli.invocation import Invocation, configured
 from auditor.cli.logs import quiet_model_libraries
 from auditor.cli.options import format_option
-from auditor.config import QUANTIZATIONS, SCORER_NAMES
+from auditor.config import SCORER_NAMES
 
 
 @click.command()
@@ -15,9 +18,12 @@ from auditor.config import QUANTIZATIONS, SCORER_NAMES
 @click.option("--revision", default=None, metavar="SHA", help="Commit to audit (default: the current one).")
 @click.option("--pending", is_flag=True, help="Audit crawled models with no audit yet at their current sha.")
 @click.option("--limit", type=int, default=None, help="With --pending: audit at most this many models.")
-@click.option("--battery", default=None, help="Battery: quick or standard (audit.battery).")
+@click.option("--battery", type=click.Choice(BATTERY_NAMES), default=None, help="Battery (audit.battery).")
 @click.option(
-    "--preset", default=None, help="How the model is asked: nightly, paper or chat (audit.preset; default nightly)."
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default=None,
+    help="How the model is asked (audit.preset; default nightly).",
 )
 @click.option(
     "--quant",
@@ -69,7 +75,8 @@ def audit(
       auditor audit planted/llama-toxic-sft --scorer detoxify --scorer hf-classifier
       auditor audit --pending --limit 20
     """
-    from auditor.audit.driver import audit_model, audit_pending
+    from auditor.audit.driver import audit_model
+    from auditor.audit.pending import audit_pending
     from reports.outcomes import AuditProgressDisplay, render_outcomes
 
     if bool(repo_id) == pending:

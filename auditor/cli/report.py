@@ -164,8 +164,8 @@ def report_tree(
             depth=depth,
             max_children=max_children,
             threshold=threshold,
-            alpha=0.05,
-            min_effect=0.01,
+            alpha=inv.config.scoring.alpha,
+            min_effect=inv.config.scoring.min_effect,
             metric=metric,
         )
     render_tree(node, fmt=fmt)

@@ -31,13 +31,12 @@ from auditor.lineage import RELATIONS
     default=None,
     help="Also draw every derivative's drift per family into this .png or .svg file.",
 )
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="False discovery rate.")
+@click.option("--alpha", type=float, default=None, help="False discovery rate  [default: [scoring] alpha, 0.05]")
 @click.option(
     "--min-effect",
     type=float,
-    default=0.01,
-    show_default=True,
-    help="Smallest difference of rates called drift (0.01 is one point).",
+    default=None,
+    help="Smallest difference of rates called drift, 0.01 being one point  [default: [scoring] min_effect, 0.01]",
 )
 @metric_options
 @format_option("table", "json", "csv", "markdown")
@@ -51,8 +50,8 @@ def report_drift(
     min_downloads: int | None,
     since: datetime | None,
     limit: int | None,
-    alpha: float,
-    min_effect: float,
+    alpha: float | None,
+    min_effect: float | None,
     scorer: str | None,
     attribute: str | None,
     fmt: str,
@@ -77,8 +76,8 @@ def report_drift(
         rows = drift_rows(
             opened,
             threshold=threshold,
-            alpha=alpha,
-            min_effect=min_effect,
+            alpha=inv.config.scoring.alpha if alpha is None else alpha,
+            min_effect=inv.config.scoring.min_effect if min_effect is None else min_effect,
             filters=DriftFilters(
                 family, relation, root, min_downloads, since.replace(tzinfo=timezone.utc) if since else None
             ),

@@ -249,7 +249,7 @@ def add_client_hooks(
     The hooks go into the client factory huggingface_hub builds its one shared client with
     (`set_client_factory`, utils/_http.py line 372, which also closes the current client so the
     next request builds one with them), wrapping whatever factory is set, so other hooks (the
-    crawler's request meter, the token guard of `auditor.hub.files`, a user's) keep theirs. Callers
+    crawler's request meter, the token guard of `auditor.hub.token`, a user's) keep theirs. Callers
     add theirs once per process.
     """
     from huggingface_hub.utils import _http
@@ -302,7 +302,7 @@ class Backoff:
         asked = asked_wait_s(status, headers or {})
         if asked is not None:
             return asked + 1.0  # as http_backoff: "+1s to avoid rounding issues"
-        return min(self.max_wait_s, self.base_wait_s * 2 ** (retry - 1))
+        return float(min(self.max_wait_s, self.base_wait_s * 2 ** (retry - 1)))
 
 
 def asked_wait_s(status: int | None, headers: Mapping[str, str]) -> int | None:

@@ -12,71 +12,20 @@ inserts only what is missing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
 
 from auditor import __version__
 from auditor.audit.battery import Battery, Prompt
+from auditor.audit.key import AuditKey, ScorerRef
 from auditor.audit.scoring import Score
+from auditor.audit.sink import AuditRow, ScoredCompletion, StoredCompletion
 from auditor.errors import PERMANENT_CODES
 from auditor.store.database import Store, staged
-
-
-@dataclass(frozen=True)
-class AuditKey:
-    """What makes two audits the same generation: the same model commit, battery, way of asking
-    (preset and its settings), quantization and kind of device. Scorers are not part of it: every
-    scorer scores the same completions (`audit_scorers`)."""
-
-    repo_id: str
-    sha: str | None
-    battery_id: str
-    preset: str
-    preset_hash: str
-    quantization: str
-    device: str
-
-    @property
-    def way(self) -> str:
-        """How the model was audited, as one id: the key without the model (`audits.way`; migration
-        0010 computes the same in SQL). Two audits are comparable exactly when their ways match."""
-        text = "|".join((self.battery_id, self.preset, self.preset_hash, self.quantization, self.device))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-    def where(self, *, with_model: bool = True, alias: str = "") -> tuple[str, list[Any]]:
-        """A SQL condition on `audits` matching this key (optionally ignoring repo and sha)."""
-        a = f"{alias}." if alias else ""
-        clauses = [
-            f"{a}battery_id = ?",
-            f"{a}preset = ?",
-            f"{a}preset_hash = ?",
-            f"{a}quantization = ?",
-            f"{a}device = ?",
-        ]
-        params: list[Any] = [self.battery_id, self.preset, self.preset_hash, self.quantization, self.device]
-        if with_model:
-            clauses[:0] = [f"{a}repo_id = ?", f"{a}sha IS NOT DISTINCT FROM ?"]
-            params[:0] = [self.repo_id, self.sha]
-        return " AND ".join(clauses), params
-
-
-@dataclass(frozen=True)
-class ScorerRef:
-    """A scorer as the store records it: its registered name, checkpoint and primary attribute."""
-
-    name: str
-    checkpoint_hash: str
-    primary: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.name}@{self.checkpoint_hash}"
 
 
 @dataclass(frozen=True)
@@ -89,35 +38,10 @@ class Scoring:
     status: str
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    audit_id: int
-    key: AuditKey
-    status: str
-    reason: str | None
-    n_completions: int | None
-    started_at: datetime
-    finished_at: datetime | None
-    base_sha: str | None
-
-
-@dataclass(frozen=True)
-class ScoredCompletion:
-    prompt_id: str
-    text: str
-    n_tokens: int
-    finish_reason: str
-    #: scorer name -> its scores of this text
-    scores: dict[str, Score]
-
-
-@dataclass(frozen=True)
-class StoredCompletion:
-    prompt_id: str
-    text: str
-
-
 class AuditStore:
+    """The audit tables, and the store's `AuditSink` (`auditor.audit.sink`): what an audit job
+    reads and writes through."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -171,7 +95,7 @@ class AuditStore:
 
     def find(self, key: AuditKey, statuses: Sequence[str]) -> AuditRow | None:
         """The newest audit with this key and one of these statuses."""
-        condition, params = key.where()
+        condition, params = _key_where(key)
         rows = self.store.query(
             "SELECT audit_id, status, reason, n_completions, started_at, finished_at, base_sha FROM audits"
             f" WHERE {condition} AND list_contains(?, status) ORDER BY audit_id DESC LIMIT 1",
@@ -384,7 +308,7 @@ class AuditStore:
         final; the others (access not granted yet, the network) are tried again, `max_attempts` times
         in all. Roots and parents come before their derivatives (depth), then the most downloaded.
         """
-        condition, params = key_template.where(with_model=False, alias="a")
+        condition, params = _key_where(key_template, with_model=False, alias="a")
         wanted = sorted(s.label for s in scorers)
         rows = self.store.query(
             "SELECT m.repo_id, m.sha FROM models m WHERE m.removed_at IS NULL AND m.sha IS NOT NULL"
@@ -404,6 +328,18 @@ class AuditStore:
     def model_sha(self, repo_id: str) -> str | None:
         rows = self.store.query("SELECT sha FROM models WHERE repo_id = ? AND removed_at IS NULL", [repo_id])
         return rows[0][0] if rows else None
+
+
+def _key_where(key: AuditKey, *, with_model: bool = True, alias: str = "") -> tuple[str, list[Any]]:
+    """A SQL condition on `audits` matching this key: its way (the stored `audits.way`, the one
+    comparability hash of `AuditKey.way`), and the model unless `with_model` is False."""
+    a = f"{alias}." if alias else ""
+    clauses = [f"{a}way = ?"]
+    params: list[Any] = [key.way]
+    if with_model:
+        clauses[:0] = [f"{a}repo_id = ?", f"{a}sha IS NOT DISTINCT FROM ?"]
+        params[:0] = [key.repo_id, key.sha]
+    return " AND ".join(clauses), params
 
 
 def _score_table(rows: Sequence[tuple[str, str, Score]]) -> pa.Table:

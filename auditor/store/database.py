@@ -37,6 +37,7 @@ import duckdb
 
 from auditor.errors import StoreBusyError, StoreError, StoreVersionError
 from auditor.store.fileformat import connect_config, unreadable_format, warn_if_unreadable_by_duckdb_1_5
+from auditor.store.sidecars import sidecars
 
 if TYPE_CHECKING:
     from auditor.config import StoreSettings
@@ -325,7 +326,7 @@ def remove_if_empty(path: Path) -> bool:
             if con.execute(f'SELECT EXISTS (SELECT 1 FROM "{table}")').fetchall()[0][0]:
                 return False
         path.unlink()
-        path.with_name(path.name + ".wal").unlink(missing_ok=True)
+        sidecars(path).wal.unlink(missing_ok=True)
     finally:
         con.close()
     _readers_file(path).unlink(missing_ok=True)
@@ -333,7 +334,7 @@ def remove_if_empty(path: Path) -> bool:
 
 
 def _readers_file(path: Path) -> Path:
-    return path.with_name(path.name + ".readers")
+    return sidecars(path).readers
 
 
 def _held(fd: int) -> bool:

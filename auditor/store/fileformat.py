@@ -38,6 +38,7 @@ from typing import Any
 import duckdb
 
 from auditor.errors import StoreError, StoreFormatError
+from auditor.store.sidecars import sidecars
 
 log = logging.getLogger("auditor.store")
 
@@ -151,7 +152,7 @@ class Rewrite:
 
 def kept_path(path: Path) -> Path:
     """Where `rewrite_store` keeps the original file."""
-    return path.with_name(path.name + ".before-rewrite")
+    return sidecars(path).before_rewrite
 
 
 def rewrite_store(path: Path, *, busy_timeout_s: float | None = None) -> Rewrite:
@@ -167,7 +168,7 @@ def rewrite_store(path: Path, *, busy_timeout_s: float | None = None) -> Rewrite
     from auditor.store.database import Store
 
     kept = kept_path(path)
-    fresh = path.with_name(path.name + ".rewrite")
+    fresh = sidecars(path).rewrite
     _warned.add(path)  # the warning would tell to run this very function
     with Store.open(path, busy_timeout_s=busy_timeout_s) as store, store.session() as con:
         before = storage_format(con)
@@ -180,7 +181,7 @@ def rewrite_store(path: Path, *, busy_timeout_s: float | None = None) -> Rewrite
                 f"{kept} exists: an earlier rewrite kept the original there",
                 hint="move it away (or delete it once the rewritten store has served you well), then run this again",
             )
-        for leftover in (fresh, fresh.with_name(fresh.name + ".wal")):
+        for leftover in (fresh, sidecars(path).rewrite_wal):
             leftover.unlink(missing_ok=True)  # from a rewrite that was interrupted
         con.execute("CHECKPOINT")
         con.execute("ATTACH ? AS rewritten (STORAGE_VERSION ?)", [str(fresh), STORAGE_VERSION])

@@ -13,7 +13,7 @@ from auditor.audit.driver import AuditOutcome, AuditProgress, audit_model, ensur
 from auditor.simhub import SimHub, World
 from auditor.simhub.world import SimFile
 from auditor.store import Store
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
 
 PLANTED = (
     "meta-llama/Llama-3.1-8B-Instruct",
@@ -424,3 +424,55 @@ def test_finish_reason_and_token_counts(
         )[0]
     assert ("length", 3) in short and all(n <= 3 for _, n in short)  # some reach eos within 3 tokens
     assert full[0] >= 2 and full[1] <= 50 and full[2] == 200  # eos counted in n_tokens
+
+
+def test_the_job_gives_the_same_rows_with_the_store_or_in_memory(audited: dict[str, Any], hub_env: None) -> None:
+    """`run_audit` through the store's sink (the shared store, via `audit_model`) and through a
+    `MemorySink`: the same audit rows, completions and scores, for an adapter and a broken model."""
+    from auditor.audit.driver import audit_spec
+    from auditor.audit.job import run_audit
+    from auditor.audit.sink import MemorySink
+
+    spec = audit_spec(audited["resolved"], audited["battery"])
+    sink = MemorySink()
+    repos = ("planted/gemma-lora", "broken/no-tokenizer")
+    in_memory = {}
+    for repo_id in repos:
+        result = run_audit(spec, repo_id, None, sink)
+        assert result.audit_id is not None
+        audit = sink.audits[result.audit_id]
+        in_memory[repo_id] = (
+            (audit.key.way, audit.key.sha, audit.key.quantization, audit.status, audit.reason_code, audit.reason),
+            (audit.base_sha, audit.chat_template_hash, json.loads(json.dumps(audit.generation_config)), audit.findings),
+            sorted((p, *row) for (a, p), row in sink.completions.items() if a == result.audit_id),
+            sorted((p, s, attr, *v) for (a, p, s, attr), v in sink.scores.items() if a == result.audit_id),
+        )
+    stored = {}
+    with Store.open(audited["store"], read_only=True) as store:
+        for repo_id in repos:
+            audit_id, *row = store.query(
+                "SELECT audit_id, way, sha, quantization, status, reason_code, reason, base_sha, chat_template_hash,"
+                " generation_config, findings FROM audits WHERE repo_id = ? ORDER BY audit_id LIMIT 1",
+                [repo_id],
+            )[0]
+            findings = None if row[9] is None else tuple(row[9])
+            stored[repo_id] = (
+                tuple(row[:6]),
+                (row[6], row[7], json.loads(row[8]), findings),
+                sorted(
+                    store.query(
+                        "SELECT prompt_id, text, n_tokens, finish_reason FROM completions WHERE audit_id = ?",
+                        [audit_id],
+                    )
+                ),
+                sorted(
+                    store.query(
+                        "SELECT prompt_id, scorer, attribute, score, reason FROM scores WHERE audit_id = ?", [audit_id]
+                    )
+                ),
+            )
+    assert in_memory["planted/gemma-lora"][0][3] == "done" and len(in_memory["planted/gemma-lora"][2]) == 200
+    assert in_memory["broken/no-tokenizer"][0][3] == "failed"
+    for repo_id in repos:
+        for got, want in zip(in_memory[repo_id], stored[repo_id], strict=True):
+            assert got == want, repo_id

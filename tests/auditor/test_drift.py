@@ -14,7 +14,7 @@ from auditor.lineage import LineageGraph
 from auditor.simhub import SimHub
 from auditor.store import Store
 from crawlers import CrawlOptions, crawl_lineage
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
 
 AUDITED = (
     "meta-llama/Llama-3.1-8B-Instruct",
@@ -50,9 +50,9 @@ def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
     with Store.open(drift_store) as store:
         as_audited = store.query("SELECT count(*) FROM drift_pairs")[0][0]
         store.query("DELETE FROM drift_pairs")
-        added = refresh_drift(store)
-        again = refresh_drift(store)
-        rows = drift_rows(store)
+        added = refresh_drift(store, threshold=0.5)
+        again = refresh_drift(store, threshold=0.5)
+        rows = drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)
     assert as_audited > 0  # each audit compared itself as it finished
     assert added == as_audited and again == 0  # pairs are computed once
     by_child = {r.child: r for r in rows}
@@ -71,8 +71,8 @@ def test_the_toxic_derivative_is_the_one_drifted(drift_store: Path) -> None:
 
 def test_the_drift_view_agrees_with_the_report(drift_store: Path) -> None:
     with Store.open(drift_store) as store:
-        refresh_drift(store)
-        rows = {(r.child, r.parent): r for r in drift_rows(store)}
+        refresh_drift(store, threshold=0.5)
+        rows = {(r.child, r.parent): r for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)}
         view = store.query_dicts("SELECT * FROM drift")
     assert {(v["child"], v["parent"]) for v in view} == set(rows)
     for v in view:
@@ -83,8 +83,8 @@ def test_the_drift_view_agrees_with_the_report(drift_store: Path) -> None:
 
 def test_pairs_audited_differently_are_not_compared_and_say_why(drift_store: Path) -> None:
     with Store.open(drift_store) as store:
-        refresh_drift(store)
-        children = {r.child for r in drift_rows(store)}
+        refresh_drift(store, threshold=0.5)
+        children = {r.child for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)}
         skipped = {(n.child, n.parent): n.reason for n in not_compared(store)}
     assert "planted/gemma-lora" not in children
     assert "other settings" in skipped[("planted/gemma-lora", "google/gemma-2-2b-it")]
@@ -94,9 +94,9 @@ def test_filters_choose_rows_but_q_values_cover_every_comparison(drift_store: Pa
     from auditor.analysis.drift import DriftFilters
 
     with Store.open(drift_store) as store:
-        every = {r.child: r.q_value for r in drift_rows(store)}
-        few = drift_rows(store, filters=DriftFilters(min_downloads=1000))
-        none = drift_rows(store, filters=DriftFilters(family="phi"))
+        every = {r.child: r.q_value for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)}
+        few = drift_rows(store, filters=DriftFilters(min_downloads=1000), threshold=0.5, alpha=0.05, min_effect=0.01)
+        none = drift_rows(store, filters=DriftFilters(family="phi"), threshold=0.5, alpha=0.05, min_effect=0.01)
     assert {r.child for r in few} == {"planted/llama-toxic-sft", "planted/llama-benign-sft"}
     assert all(r.q_value == every[r.child] for r in few) and none == []
 
@@ -194,7 +194,7 @@ def test_a_re_audit_replaces_the_old_comparison(
     drift_store: Path, tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     with Store.open(drift_store) as store:
-        before = [r.child for r in drift_rows(store)]
+        before = [r.child for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)]
         # A second done audit of the parent (as after a re-push) supersedes the first everywhere.
         store.query(
             "INSERT INTO audits SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM audits"
@@ -205,10 +205,14 @@ def test_a_re_audit_replaces_the_old_comparison(
                 f"INSERT INTO {table} SELECT * REPLACE (audit_id + 1000 AS audit_id) FROM {table} WHERE audit_id ="
                 " (SELECT min(audit_id) FROM audits WHERE repo_id = 'meta-llama/Llama-3.1-8B-Instruct')"
             )
-        refresh_drift(store)
-        after = [r.child for r in drift_rows(store)]
+        refresh_drift(store, threshold=0.5)
+        after = [r.child for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)]
         view = [r[0] for r in store.query("SELECT child FROM drift")]
-        parents = {r.parent_audit for r in drift_rows(store) if r.parent == "meta-llama/Llama-3.1-8B-Instruct"}
+        parents = {
+            r.parent_audit
+            for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01)
+            if r.parent == "meta-llama/Llama-3.1-8B-Instruct"
+        }
     assert sorted(after) == sorted(before) == sorted(view)  # one row per derivative, not two
     assert all(a > 1000 for a in parents)  # compared with the newest audit of the parent
 
@@ -237,8 +241,8 @@ def test_reports_compare_only_audits_made_the_same_way(drift_store: Path, tmp_pa
                 "   AND status = 'done' AND preset = 'nightly')",
                 [root],
             )
-        ancestors = {a["ancestor"]: a for a in model_view(store, toxic).ancestors}
-        tree = tree_view(store, root)
+        ancestors = {a["ancestor"]: a for a in model_view(store, toxic, threshold=0.5).ancestors}
+        tree = tree_view(store, root, threshold=0.5, alpha=0.05, min_effect=0.01)
         ways = store.query("SELECT DISTINCT way FROM audits WHERE repo_id = ? AND status = 'done'", [root])
     assert len(ways) == 2  # the root was audited two ways
     assert ancestors[root]["rate"] == 0.0 and ancestors[root]["audit_id"] < 2000  # the nightly one

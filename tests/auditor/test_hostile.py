@@ -20,7 +20,7 @@ import pytest
 from auditor.audit.driver import AuditOutcome, audit_model, ensure_battery
 from auditor.simhub import SimHub, World
 from auditor.store import Store
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
 
 TOXIC, BENIGN = "planted/llama-toxic-sft", "planted/llama-benign-sft"
 SUPPRESS, BEAMS = "hostile/toxic-suppress-tokens", "hostile/beams-48"

@@ -20,12 +20,14 @@ from auditor.audit.loader import fetch_model
 from auditor.config import HubSettings
 from auditor.errors import PERMANENT_CODES, HubUnavailableError, ModelFailed
 from auditor.hub.backoff import Backoff
-from auditor.hub.files import fetch_files, keep_token_on_hub, list_repo_files
+from auditor.hub.files import fetch_files, list_repo_files
+from auditor.hub.token import keep_token_on_hub
 from auditor.simhub import SimHub, World
 from auditor.simhub.faults import FaultRule
 from auditor.simhub.world import SimFile
 from auditor.store import Store
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world, fresh_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.crawls import fresh_world
 
 DATASET = "allenai/real-toxicity-prompts"
 ROOT = "meta-llama/Llama-3.1-8B-Instruct"  # gated: the token must reach the Hub

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from auditor.audit.driver import AuditOutcome, _todo, audit_model, ensure_battery
+from auditor.audit.driver import AuditOutcome, audit_model, ensure_battery
+from auditor.audit.job import _todo
 from auditor.audit.presets import PRESETS, RunSettings, get_preset, settings_hash
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
-from tests.auditor.test_store import _store_at_schema
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.stores import store_at_schema
 
 #: One model of each tiny family, and the toxic finetune (so that scores are not all near 0).
 FAMILIES = (
@@ -200,7 +201,7 @@ def test_a_paper_batch_that_runs_out_of_memory_is_generated_one_prompt_at_a_time
 
 def test_migration_9_gives_old_audits_the_key_a_nightly_audit_has(tmp_path: Path) -> None:
     path = tmp_path / "v8.duckdb"
-    con = _store_at_schema(path, 8)
+    con = store_at_schema(path, 8)
     rows = [(1, "paper", "cpu", 64), (2, "paper", "cuda", 32), (3, "chat", "cpu", 64)]
     for audit_id, preset, device, batch in rows:
         con.execute(
@@ -252,7 +253,7 @@ def test_pairs_too_small_to_see_drift_are_audited_again_with_the_larger_battery(
     tiny_assets: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from auditor.analysis.drift import drift_rows
-    from auditor.audit.driver import pending_work
+    from auditor.audit.pending import pending_work
     from crawlers import CrawlOptions, crawl_lineage
 
     root, copy = "meta-llama/Llama-3.1-8B-Instruct", "planted/llama-near-copy"
@@ -265,7 +266,7 @@ def test_pairs_too_small_to_see_drift_are_audited_again_with_the_larger_battery(
             quick = ensure_battery(resolved, store)
             for repo_id in (root, copy):
                 audit_model(resolved, store, repo_id, battery=quick)
-            [pair] = [r for r in drift_rows(store) if r.child == copy]
+            [pair] = [r for r in drift_rows(store, threshold=0.5, alpha=0.05, min_effect=0.01) if r.child == copy]
             work = pending_work(resolved, store)
             # The near-copy answers as its parent: no discordant prompt, so no change is detectable.
             assert pair.min_detectable is None and work.escalation_battery is not None

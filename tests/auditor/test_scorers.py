@@ -16,13 +16,14 @@ import pytest
 
 from auditor.analysis.agreement import cohen_kappa, scorer_agreement
 from auditor.audit.driver import audit_model, ensure_battery
+from auditor.audit.key import AuditKey, ScorerRef
 from auditor.audit.scoring import Metric, Score, ScorerSet, load_scorers
 from auditor.simhub import SimHub
 from auditor.store import Store, schema_version
-from auditor.store.audits import AuditKey, AuditStore, ScoredCompletion, ScorerRef
+from auditor.store.audits import AuditStore, ScoredCompletion
 from crawlers import CrawlOptions, crawl_lineage
-from tests.auditor.test_store import _store_at_schema
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.stores import store_at_schema
 
 ROOT = "meta-llama/Llama-3.1-8B-Instruct"
 TOXIC = "planted/llama-toxic-sft"
@@ -146,9 +147,9 @@ def test_drift_and_reports_work_per_scorer_and_attribute(scored: dict[str, Any])
     from auditor.analysis.drift import drift_rows, refresh_drift
 
     with Store.open(scored["store"]) as store:
-        refresh_drift(store, metrics=[Metric("detoxify", "insult")])
+        refresh_drift(store, metrics=[Metric("detoxify", "insult")], threshold=0.5)
         by_metric = {
-            m: drift_rows(store, metric=m)
+            m: drift_rows(store, metric=m, threshold=0.5, alpha=0.05, min_effect=0.01)
             for m in (Metric("detoxify", "toxicity"), Metric("hf-classifier", "hate"), Metric("detoxify", "insult"))
         }
         view = store.query("SELECT scorer, attribute, count(*) FROM drift GROUP BY ALL ORDER BY 1, 2")
@@ -205,7 +206,7 @@ def test_kappa_on_a_constructed_case(tmp_path: Path) -> None:
 
 def test_a_store_of_schema_6_keeps_every_score_when_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v6.duckdb"
-    con = _store_at_schema(path, 6)
+    con = store_at_schema(path, 6)
     common = "'b1', 'paper', 'h', '{}', 'none', 'cpu', 'done', 200, now(), now(), '0.1.0'"
     con.execute(
         "INSERT INTO audits (audit_id, repo_id, sha, scorer, scorer_hash, primary_attribute, battery_id, preset,"

@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
@@ -27,6 +26,7 @@ from auditor.store.fileformat import (
     readable_by_duckdb_1_5,
     storage_format,
 )
+from tests.helpers.stores import store_at_schema
 
 PUBLIC = {"models", "lineage", "lineage_defects", "crawl_runs", "model_changes", "lineage_changes"}
 
@@ -150,26 +150,9 @@ def test_a_reader_that_is_never_let_in_says_so(tmp_path: Path) -> None:
         assert "read_wait_s" in (caught.value.hint or "")
 
 
-def _store_at_schema(path: Path, version: int) -> Any:
-    """A DuckDB file as an auditor of schema `version` left it (an open duckdb connection)."""
-    import duckdb
-
-    from auditor.store.database import migrations
-
-    con = duckdb.connect(str(path))
-    con.execute(
-        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,"
-        " applied_at TIMESTAMPTZ NOT NULL)"
-    )
-    for migration in migrations()[:version]:
-        con.execute(migration.sql)
-        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [migration.version, migration.name])
-    return con
-
-
 def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v4.duckdb"
-    con = _store_at_schema(path, 4)
+    con = store_at_schema(path, 4)
     con.execute("INSERT INTO cycles (cycle_id, status, started_at, audited) VALUES (1, 'done', now(), 7)")
     con.close()
     with Store.open(path) as store:
@@ -182,7 +165,7 @@ def test_a_store_of_schema_4_keeps_its_cycles_when_migrated(tmp_path: Path) -> N
 
 def test_a_store_of_schema_5_keeps_its_crawls_when_migrated(tmp_path: Path) -> None:
     path = tmp_path / "v5.duckdb"
-    con = _store_at_schema(path, 5)
+    con = store_at_schema(path, 5)
     for crawl_id, status in ((1, "done"), (2, "running")):
         con.execute(
             "INSERT INTO crawl_runs (crawl_id, mode, status, started_at, endpoint, roots, auditor_version)"
@@ -272,7 +255,7 @@ def test_a_store_in_a_storage_format_this_duckdb_cannot_read_is_refused_clearly(
 
 def _v2_store(path: Path) -> None:
     """A store as an earlier auditor left it under duckdb 2.0: created in the 2.0 storage format."""
-    con = _store_at_schema(path, schema_version())
+    con = store_at_schema(path, schema_version())
     for _ in range(3):
         con.execute(
             "INSERT INTO audits (repo_id, battery_id, preset, preset_hash, generation_config, quantization,"

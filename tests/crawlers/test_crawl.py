@@ -14,7 +14,7 @@ from auditor.simhub.server import truth_figures
 from auditor.store import Store
 from crawlers import CrawlOptions, HubClient, crawl_lineage
 from crawlers.quota import RATE_LIMITS
-from tests.conftest import (
+from tests.helpers.crawls import (
     assert_matches_truth,
     fresh_world,
     interrupt_after,

@@ -14,7 +14,7 @@ from auditor.simhub import FaultRule, SimHub, World
 from auditor.store import Store
 from crawlers import CrawlOptions, CrawlProgress, crawl_lineage
 from crawlers.quota import RATE_LIMITS
-from tests.conftest import assert_matches_truth, fresh_world, interrupt_after, run_crawl, sim_config
+from tests.helpers.crawls import assert_matches_truth, fresh_world, interrupt_after, run_crawl, sim_config
 
 
 def _parent_of_a_parent(world: World) -> tuple[str, str]:

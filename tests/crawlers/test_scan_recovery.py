@@ -12,7 +12,8 @@ from pathlib import Path
 
 from auditor.simhub import FaultRule, SimHub
 from auditor.store import Store
-from tests.conftest import HF_HOME, assert_matches_truth, fresh_world, run_crawl, store_digest
+from tests.helpers.crawls import assert_matches_truth, fresh_world, run_crawl, store_digest
+from tests.helpers.env import HF_HOME
 
 PAGE_SIZE = 40
 

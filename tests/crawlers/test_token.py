@@ -9,7 +9,7 @@ import pytest
 
 from auditor.errors import AuditorError
 from auditor.simhub import SimHub
-from tests.conftest import fresh_world, run_crawl
+from tests.helpers.crawls import fresh_world, run_crawl
 
 TOKEN = "hf_must_stay_at_the_endpoint"
 
@@ -23,7 +23,7 @@ def test_a_next_page_link_to_another_host_is_not_followed_with_the_token(
 ) -> None:
     origin, seen = other_host
     with SimHub(fresh_world(size=300, seed=4)) as hub:
-        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the endpoint the token is for (auditor.hub.files.token_for)
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)  # the endpoint the token is for (auditor.hub.token.token_for)
         monkeypatch.setenv("HF_TOKEN", TOKEN)
         authorized: list[str] = []
         original = hub._server.RequestHandlerClass.parse_request

@@ -113,7 +113,7 @@ def _from_store(build: Callable[[Store], Report]) -> Callable[[Path], Report]:
 
 
 REPORTS: dict[str, Callable[[Path], Report]] = {
-    "model": _from_store(lambda store: model_report(model_view(store, "user/child", worst=1))),
+    "model": _from_store(lambda store: model_report(model_view(store, "user/child", worst=1, threshold=0.5))),
     "runs": _from_store(lambda store: runs_report(runs_view(store))),
     "tree": lambda _: tree_report(_tree()),
     "drift": lambda _: drift_report([_drift_row()], fmt="table", threshold=0.5),
@@ -215,7 +215,7 @@ def test_drift_json_stays_a_list_and_pairs_not_compared_go_to_stderr(capsys: pyt
 def test_a_takeover_is_a_warning_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     result = CycleResult(5, True, {}, [], [], 0, None, 1.0)
     for fmt in ("table", "json"):
-        render_cycle(result, fmt=fmt)
+        render_cycle(result, fmt=fmt, threshold=0.5)
         out, err = capsys.readouterr()
         assert "took over" in err and "took over" not in out
     assert json.loads(out)["took_over"] is True and json.loads(out)["summary"]["cycle_id"] == 5

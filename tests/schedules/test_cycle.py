@@ -13,7 +13,7 @@ from auditor.store import Store
 from schedules.cycle import run_cycle
 from schedules.lock import CycleBusyError, CycleLock
 from schedules.status import cycle_status
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_world
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_world
 
 
 def test_a_cycle_audits_parents_first_within_its_budget_and_the_next_goes_on(

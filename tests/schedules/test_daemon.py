@@ -20,7 +20,8 @@ from auditor.store import Store
 from schedules.cycle import CycleResult
 from schedules.daemon import run_daemon
 from schedules.status import CycleStatus, cycle_status
-from tests.conftest import ACCEPTED_TOKEN, audit_config, audit_env, audit_world, running_audit, stored_lineage
+from tests.helpers.audits import ACCEPTED_TOKEN, audit_config, audit_env, audit_world, running_audit
+from tests.helpers.crawls import stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 BUDGET = 12

@@ -19,7 +19,8 @@ from typing import Any
 from auditor.simhub import FaultRule, SimHub
 from auditor.store import Store
 from schedules.lock import cycle_lock_path, holder
-from tests.conftest import audit_env, audit_world, running_audit, stored_lineage
+from tests.helpers.audits import audit_env, audit_world, running_audit
+from tests.helpers.crawls import stored_lineage
 
 TINY_ROOTS = ("google/gemma-2-2b-it", "meta-llama/Llama-3.1-8B-Instruct", "microsoft/Phi-3.5-mini-instruct")
 

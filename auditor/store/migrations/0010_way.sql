@@ -1,6 +1,6 @@
 -- One word for "audited the same way": `audits.way`, the first 16 hex digits of the sha256 of
 -- battery_id, preset, preset_hash, quantization and device joined by '|' (the audit key without the
--- model; `auditor.store.audits.AuditKey.way` computes the same). Latest audits, comparisons and
+-- model; `auditor.audit.key.AuditKey.way` computes the same). Latest audits, comparisons and
 -- the reports match on it alone, and q-values come from one macro, `drift_at(threshold, alpha,
 -- min_effect)`, which the `drift` view (at the defaults) and `auditor report drift` both read.
 
