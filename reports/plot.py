@@ -5,12 +5,15 @@ from __future__ import annotations
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from auditor.errors import AuditorError
 
+if TYPE_CHECKING:
+    from auditor.analysis.drift import DriftRow
 
-def plot_drift(rows: Sequence[Any], path: Path) -> None:
+
+def plot_drift(rows: Sequence[DriftRow], path: Path) -> None:
     """A strip plot per family of the change of rate against the parent (points), drifted ones marked;
     PNG or SVG by the file's suffix."""
     suffix = path.suffix.lower()

@@ -5,11 +5,38 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from reports.terminal import safe_text
 
+if TYPE_CHECKING:
+    from rich.live import Live
+
 _L = TypeVar("_L", bound="LiveLine")
+
+
+class CrawlStatus(Protocol):
+    """What the crawl reports as it goes (`crawlers.crawl.CrawlProgress`; reports do not import
+    crawlers, so the shape is stated here)."""
+
+    @property
+    def mode(self) -> str: ...
+    @property
+    def listed(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def models_seen(self) -> int: ...
+    @property
+    def requests(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def pages(self) -> int: ...
+    @property
+    def pages_expected(self) -> int | None: ...
 
 
 class LiveLine:
@@ -18,7 +45,7 @@ class LiveLine:
 
     def __init__(self, *, interval_s: float = 10.0) -> None:
         self.interval_s = interval_s
-        self._live: Any = None
+        self._live: Live | None = None
         self._last: float | None = None
 
     def __enter__(self: _L) -> _L:
@@ -57,7 +84,7 @@ class LiveLine:
 class CrawlProgressDisplay(LiveLine):
     """The crawl's progress callback."""
 
-    def __call__(self, progress: Any) -> None:
+    def __call__(self, progress: CrawlStatus) -> None:
         if progress.pages:
             expected = f" of about {progress.pages_expected:,}" if progress.pages_expected else ""
             work = f"{progress.pages:,} page{'s' if progress.pages != 1 else ''}{expected} read"

@@ -328,6 +328,7 @@ def test_the_cli_offers_exactly_the_vocabularies_the_config_accepts() -> None:
     from auditor.audit.battery import BATTERIES, BATTERY_NAMES
     from auditor.audit.presets import PRESET_NAMES, PRESETS
     from auditor.audit.quantization import QUANTIZATIONS
+    from auditor.audit.scoring import SCORERS
     from auditor.config import CRAWL_STRATEGIES, SCORER_NAMES
     from auditor.lineage import RELATIONS
 
@@ -342,6 +343,7 @@ def test_the_cli_offers_exactly_the_vocabularies_the_config_accepts() -> None:
     assert choices(cli.commands["audit"], "preset") == PRESET_NAMES and set(PRESET_NAMES) == set(PRESETS)
     assert choices(cli.commands["audit"], "battery") == BATTERY_NAMES == tuple(BATTERIES)
     assert choices(cli.commands["audit"], "scorers") == SCORER_NAMES
+    assert tuple(SCORERS) == SCORER_NAMES  # the registry and the vocabulary the config validates
     assert choices(cli.commands["crawl"], "strategy") == CRAWL_STRATEGIES
     assert choices(report.commands["drift"], "relation") == RELATIONS
     assert choices(report.commands["model"], "scorer") == SCORER_NAMES

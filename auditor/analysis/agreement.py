@@ -109,7 +109,7 @@ def scorer_agreement(
     completions where their scores differ most.
 
     >>> pair = Metric("detoxify", "toxicity"), Metric("hf-classifier", "hate")
-    >>> scorer_agreement(store, *pair).overall.kappa  # doctest: +SKIP
+    >>> scorer_agreement(store, *pair, threshold=0.5).overall.kappa  # doctest: +SKIP
     0.61
     """
     counts = agreement_counts(store, first, second, threshold=threshold, repo_id=repo_id)

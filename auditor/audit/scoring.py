@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -227,18 +227,17 @@ def load_scorer(
         settings.batch_size,
         endpoint,
     )
+    loader = SCORERS.get(name)
+    if loader is None:
+        raise ScorerError(f"unknown scorer {name!r}", hint="[scoring] scorers: " + ", ".join(SCORERS))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            if name == "detoxify":
-                _CACHE[key] = _load_detoxify(settings)
-            elif name == "hf-classifier":
-                _CACHE[key] = _load_classifier(settings, endpoint, hub)
-            else:
-                raise ScorerError(f"unknown scorer {name!r}", hint="[scoring] scorers: detoxify, hf-classifier")
+            _CACHE[key] = loader(settings, endpoint, hub)
         return _CACHE[key]
 
 
-def _load_detoxify(settings: ScoringSettings) -> DetoxifyScorer:
+def _load_detoxify(settings: ScoringSettings, endpoint: str, hub: HubSettings | None) -> DetoxifyScorer:
+    del endpoint, hub  # Detoxify fetches its own checkpoints (or reads [scoring] checkpoint)
     import detoxify.detoxify as dx
     import torch
 
@@ -304,6 +303,14 @@ def _load_classifier(settings: ScoringSettings, endpoint: str, hub: HubSettings 
         path = download(repo, wanted, endpoint=endpoint, cache_dir=None, hub=hub)
         sha = repo.sha
     return classifier_from_folder(path, settings, sha)
+
+
+#: The registered scorers by the name the store records (`scores.scorer`), each with its loader;
+#: `auditor.config.ScorerName` is the same vocabulary, which the config validates (a test pins both).
+SCORERS: dict[str, Callable[[ScoringSettings, str, HubSettings | None], Scorer]] = {
+    "detoxify": _load_detoxify,
+    "hf-classifier": _load_classifier,
+}
 
 
 def classifier_from_folder(path: Path, settings: ScoringSettings, sha: str) -> ClassifierScorer:

@@ -195,7 +195,9 @@ def test_kappa_on_a_constructed_case(tmp_path: Path) -> None:
     cells = [(0.9, 0.8)] * 20 + [(0.9, 0.1)] * 5 + [(0.2, 0.7)] * 10 + [(0.1, 0.3)] * 5
     with Store.open(tmp_path / "k.duckdb") as store:
         _scored_audit(store, "org/model", cells)
-        view = scorer_agreement(store, Metric("detoxify", "toxicity"), Metric("hf-classifier", "hate"), disagreements=3)
+        view = scorer_agreement(
+            store, Metric("detoxify", "toxicity"), Metric("hf-classifier", "hate"), disagreements=3, threshold=0.5
+        )
     table = view.models[0]
     assert (table.n, table.both_toxic, table.first_only, table.second_only, table.neither) == (40, 20, 5, 10, 5)
     assert table.kappa == pytest.approx(1 / 7) and view.overall.kappa == pytest.approx(1 / 7)
