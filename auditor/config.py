@@ -126,6 +126,9 @@ class CrawlSettings(_Section):
     flush_rows: int = Field(default=5000, ge=1)
     #: A crawl gives up (and is resumed next time) after this many listings failed in a row.
     max_consecutive_failures: int = Field(default=20, ge=1)
+    #: Pages one listing may take before it is stopped as endless (the whole Hub listing was
+    #: about 2,200 pages of 1,000 in 2025; a listing that names a page it already named stops at once).
+    max_pages: int = Field(default=10_000, ge=1)
 
     @field_validator("roots")
     @classmethod
@@ -164,7 +167,7 @@ class AuditSettings(_Section):
     #: `auto` (nf4 on a GPU, none on a CPU), `nf4`, `int8` or `none`.
     quantization: Quantization = "auto"
     #: Prompts per generation batch for presets that do not fix it (`paper` uses 16); halved on a
-    #: CUDA out-of-memory error.
+    #: CUDA or CPU out-of-memory error.
     batch_size: int = Field(default=64, ge=1, le=4096)
     #: Downloads larger than this are skipped.
     max_download_gb: float = Field(default=40.0, gt=0)
@@ -186,6 +189,21 @@ class AuditSettings(_Section):
     escalate_battery: BatteryName | None = None
     #: The change (a share of prompts: 0.05 is 5 points) every comparison should be able to see.
     detectable_change: float = Field(default=0.05, gt=0, le=1)
+    #: How an audit runs: `worker` (a process of its own, which the limits below hold and which the
+    #: auditor restarts after a crash) or `inline` (in the auditor's process: no limits, for debugging).
+    isolation: Literal["worker", "inline"] = "worker"
+    #: Wall-clock minutes an audit of 1,000 prompts of a model of up to a billion parameters may take;
+    #: scaled up with the battery's prompts and the model's parameters. An audit over it is stopped
+    #: and recorded as `failed` (`timeout`).
+    max_minutes: float = Field(default=60.0, gt=0)
+    #: Memory (GB) an audit's worker may allocate (an rlimit on its data segment); unset: 80% of the
+    #: machine's memory. An audit over it is recorded as `failed` (`memory`).
+    max_memory_gb: float | None = Field(default=None, gt=0)
+    #: Models whose config.json describes more parameters than this are skipped before loading.
+    max_params: float = Field(default=2e11, gt=0)
+    #: Prompt tokens kept (the last ones, which the model continues); longer prompts are truncated
+    #: and the audit records how many were.
+    max_prompt_tokens: int = Field(default=512, ge=1)
 
     # Before pydantic's own Literal check, so that the message names every choice plainly.
     @field_validator("battery", "escalate_battery", "preset", "quantization", "device", mode="before")

@@ -31,6 +31,7 @@ and says it as a `HubUnavailableError`.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 
 class AuditorError(Exception):
@@ -41,6 +42,12 @@ class AuditorError(Exception):
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
         self.hint = hint
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # An error raised in an audit's worker process reaches the parent pickled
+        # (`auditor.audit.worker`). Exception's own reduce passes `args` alone to the class, which
+        # would drop the keyword-only `hint` and `code`; these go back in through `__dict__`.
+        return (_rebuild, (type(self), str(self), self.__dict__))
 
 
 class ConfigError(AuditorError):
@@ -154,6 +161,19 @@ class ModelError(AuditorError):
         self.code = code
 
 
+#: Codes of an audit whose worker process did not come back (`auditor.audit.worker`): it crashed
+#: (a signal, a panic that killed it, an exit), ran past `[audit] max_minutes`, or past
+#: `[audit] max_memory_gb`. A commit that ended so twice is not tried again (a poison repo).
+WORKER_FAILURES = ("crashed", "timeout", "memory")
+
+
+def _rebuild(cls: type[AuditorError], message: str, state: dict[str, Any]) -> AuditorError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
 class ModelSkipped(ModelError):
     status = "skipped"
 
@@ -176,6 +196,7 @@ PERMANENT_CODES = frozenset(
         "bad_adapter",
         "bad_json",
         "missing_weights",
+        "config_mismatch",
     }
 )
 

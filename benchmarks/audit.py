@@ -10,9 +10,13 @@ A, B, A, B so that machine noise hits both alike:
   50 new tokens, left padding) and score the batch with the same Detoxify checkpoint. Nothing is
   stored.
 - auditor: `audit_model(..., force=True)` into a fresh DuckDB file with the `nightly` preset
-  (`AUDITOR_AUDIT_PRESET=nightly`): the same prompts and decoding, prompts sorted by length and
-  batched by `[audit] batch_size`, every completion and every score stored.
-
+  (`AUDITOR_AUDIT_PRESET=nightly`), in the benchmark's process (`[audit] isolation = "inline"`):
+  the same prompts and decoding, prompts sorted by length and batched by `[audit] batch_size`,
+  every completion and every score stored. Timed after one untimed audit, as in a night whose
+  scorers are loaded once.
+- auditor in its worker: the same, in the worker process a night uses (`isolation = "worker"`,
+  the default), every sink call answered by the benchmark's process over a pipe; the untimed first
+  audit starts the worker. The difference is the worker's cost (target: under 5%).
 - auditor, two scorers: the same audit with `[scoring] scorers = ["detoxify", "hf-classifier"]`
   (the paper's classifier, as the simulated Hub ships it: pytorch_model.bin only): one generation,
   every completion scored twice. Its wall time over the one-scorer audit's is the cost of the
@@ -48,7 +52,7 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="the auditor's [audit] batch_size (default: its own)"
     )
-    parser.add_argument("--side", choices=["plain", "auditor", "both"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=["plain", "auditor", "both", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -88,10 +92,12 @@ def _compare(args: argparse.Namespace) -> None:
         }
         if args.batch_size:
             env["AUDITOR_AUDIT_BATCH_SIZE"] = str(args.batch_size)
-        results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": [], "both": []}
+        results: dict[str, list[dict[str, Any]]] = {"plain": [], "auditor": [], "both": [], "worker": []}
         # A warm-up of each side fills the download cache, so that downloads count for none.
-        for side in ["auditor", "plain", "both"] + ["plain", "auditor", "both"] * args.repeats:
-            side_env = {**env, "AUDITOR_SCORING_SCORERS": "detoxify,hf-classifier"} if side == "both" else env
+        for side in ["auditor", "plain", "both", "worker"] + ["plain", "auditor", "worker", "both"] * args.repeats:
+            side_env = {**env, "AUDITOR_AUDIT_ISOLATION": "worker" if side == "worker" else "inline"}
+            if side == "both":
+                side_env["AUDITOR_SCORING_SCORERS"] = "detoxify,hf-classifier"
             out = subprocess.run(
                 [
                     sys.executable,
@@ -182,6 +188,21 @@ def _compare(args: argparse.Namespace) -> None:
         ),
     ]:
         print(f"{name:<58}{a:>14}{b:>14}")
+    worker = median("worker", "wall_s")
+    print()
+    print("the audit in its worker process against the same audit in this process (a night's steady state), medians")
+    print(f"{'':<58}{'in process':>14}{'in a worker':>14}")
+    for name, a, b in [
+        ("wall time (load, generate, score, store)", f"{auditor:.2f} s", f"{worker:.2f} s"),
+        ("cost of the worker (target < 5%)", "", f"{(worker / auditor - 1) * 100:+.1f}%"),
+        (
+            "the night's first audit (a worker starts, imports, loads scorers)",
+            f"{median('auditor', 'warmup_s'):.2f} s",
+            f"{median('worker', 'warmup_s'):.2f} s",
+        ),
+        ("toxicity rate", f"{first['rate']:.3f}", f"{results['worker'][0]['rate']:.3f}"),
+    ]:
+        print(f"{name:<58}{a:>14}{b:>14}")
 
 
 def _run_side(args: argparse.Namespace) -> dict[str, Any]:
@@ -202,14 +223,19 @@ def _run_side(args: argparse.Namespace) -> dict[str, Any]:
     with Store.open(store_path) as store:
         battery = ensure_battery(resolved, store)
         scorers = load_scorers(resolved.config.scoring, endpoint=args.endpoint)
-        if args.side in ("auditor", "both"):
+        if args.side in ("auditor", "both", "worker"):
             return _auditor(resolved, store, battery, scorers, args.model)
     return _plain(resolved, battery, scorers.scorers[0], args.model)
 
 
 def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) -> dict[str, Any]:
+    """One audit timed after an untimed one: the steady state of a night, in which the scorers (and
+    a worker's process) are loaded once. The first audit's time is returned too."""
     from auditor.audit.driver import audit_model
 
+    started = time.perf_counter()
+    audit_model(resolved, store, model, battery=battery, force=True)
+    warmup = time.perf_counter() - started
     started = time.perf_counter()
     outcome = audit_model(resolved, store, model, battery=battery, force=True)
     wall = time.perf_counter() - started
@@ -219,6 +245,7 @@ def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) 
     rows = store.query("SELECT (SELECT count(*) FROM completions) + (SELECT count(*) FROM scores)")[0][0]
     return {
         "wall_s": wall - timings.get("download_s", 0.0),
+        "warmup_s": warmup,
         "tokens_per_s": tokens / timings["generate_s"],
         "scored_per_s": outcome.n_completions / timings["score_s"],
         "prompts": len(battery.prompts),

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit
 
-from auditor.config import HubSettings
+from auditor.config import CrawlSettings, HubSettings
 from auditor.errors import HubError
 from auditor.hub.backoff import RATE_LIMITS, Backoff, origin_of, watch_rate_limits
 from auditor.hub.failures import HubCall, to_hub_error
@@ -87,14 +87,21 @@ class HubClient:
 
     `in_flight` is how many requests the caller may have under way at once: the client keeps that
     many requests of the rate-limit window in reserve. `should_stop` is polled while it waits for
-    a window to reset.
+    a window to reset. `max_pages` is where a listing is stopped as endless (`[crawl] max_pages`;
+    None: that key's default).
     """
 
     def __init__(
-        self, settings: HubSettings, *, in_flight: int = 1, should_stop: Callable[[], bool] | None = None
+        self,
+        settings: HubSettings,
+        *,
+        in_flight: int = 1,
+        should_stop: Callable[[], bool] | None = None,
+        max_pages: int | None = None,
     ) -> None:
         METER.install()
         self.settings = settings
+        self.max_pages = max_pages if max_pages is not None else CrawlSettings().max_pages
         self.endpoint = settings.endpoint
         self.in_flight = in_flight
         self.should_stop = should_stop
@@ -152,7 +159,10 @@ class HubClient:
         """Pages of `GET /api/models`, fetched lazily one at a time.
 
         `start_url` resumes a listing at a page an earlier `Page.next_url` named (its query holds
-        everything, the cursor included); the other arguments are then ignored.
+        everything, the cursor included); the other arguments are then ignored. A listing whose
+        next-page link leads back to a page it read, or that would go past `max_pages` pages (counted
+        from where this call started), raises a `HubError` instead of fetching another page: the
+        pages already yielded stay with the caller.
         """
         query: list[tuple[str, Any]] = [("filter", f) for f in filters]
         if sort:
@@ -167,6 +177,13 @@ class HubClient:
         followed: set[str] = set()
         while url is not None:
             call = _listing(url, params)
+            if len(followed) >= self.max_pages:
+                raise HubError(
+                    f"the listing was stopped after {len(followed)} pages ([crawl] max_pages), when {call}:"
+                    " its next-page links never ended",
+                    hint="the Hub may be sending an endless listing: run the crawl again later (it resumes);"
+                    " if the Hub really is that large, raise [crawl] max_pages",
+                )
             page, next_url = self._get(url, params, call)
             params = None  # the next page's URL carries the query
             if not isinstance(page, list):

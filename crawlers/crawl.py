@@ -123,7 +123,10 @@ class Crawl:
         self.ledger = LineageStore(store)
         self.index = HubIndex(store)
         self.client = HubClient(
-            resolved.config.hub, in_flight=self.settings.concurrency, should_stop=options.should_stop
+            resolved.config.hub,
+            in_flight=self.settings.concurrency,
+            should_stop=options.should_stop,
+            max_pages=self.settings.max_pages,
         )
         self.buffer = Buffer()
         #: Models this run has stored (or buffered) a snapshot of.

@@ -3,12 +3,14 @@ as its sink, and say what it did.
 
 `audit_model` is what `auditor audit REPO`, `--pending` and the nightly cycle call. It fetches the
 battery once into the store, runs `auditor.audit.job.run_audit` with the store's `AuditStore` as
-the sink, updates the drift comparisons the new audit takes part in, and reads the rates back for
+the sink (in a worker process of its own, `auditor.audit.worker`, unless `[audit] isolation =
+"inline"`), updates the drift comparisons the new audit takes part in, and reads the rates back for
 the `AuditOutcome` the CLI and the cycle report.
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import logging
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from auditor.audit.battery import Battery, battery_spec, build_battery, read_pro
 from auditor.audit.job import AuditProgress, AuditSpec, JobResult, run_audit
 from auditor.audit.presets import get_preset
 from auditor.audit.scoring import ScorerSet, scoring_for
+from auditor.audit.worker import AuditWorker
 from auditor.config import ResolvedConfig
 from auditor.errors import HubError, ModelError, hub_unreachable
 from auditor.hub.files import download, list_repo_files
@@ -157,10 +160,33 @@ def audit_model(
     if scorers is not None:
         spec = dataclasses.replace(spec, loaded_scorers=scorers)
     audits = AuditStore(store)
-    result = run_audit(spec, repo_id, revision, audits, progress, should_stop)
+    for attempt in (1, 2):
+        if resolved.config.audit.isolation == "worker" and spec.loaded_scorers is None:
+            result = shared_worker().run(spec, repo_id, revision, audits, progress, should_stop)
+        else:  # in this process: asked for, or scorers loaded here (they cannot be sent to a worker)
+            result = run_audit(spec, repo_id, revision, audits, progress, should_stop)
+        # A crash may be the machine's (the kernel's OOM killer, a neighbour); once more, at once, on
+        # a fresh worker. A second crash makes the commit a poison repo: not planned again.
+        if attempt == 1 and result.status == "failed" and audits.reason_code(result.audit_id) == "crashed":
+            log.warning("audit of %s crashed; trying it once more", repo_id)
+            continue
+        break
     if result.status == "done" and (not result.reused or result.scored_now):
         _refresh_drift(store, resolved.config.scoring.threshold)
     return outcome_of(result, audits, spec, resolved.config.scoring.threshold)
+
+
+_WORKER: AuditWorker | None = None
+
+
+def shared_worker() -> AuditWorker:
+    """This process's audit worker, kept from one audit to the next (it restarts itself after a
+    crash), and closed when the process exits."""
+    global _WORKER
+    if _WORKER is None:
+        _WORKER = AuditWorker()
+        atexit.register(_WORKER.close)
+    return _WORKER
 
 
 def outcome_of(result: JobResult, audits: AuditStore, spec: AuditSpec, threshold: float) -> AuditOutcome:

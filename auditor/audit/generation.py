@@ -74,8 +74,12 @@ class PreparedPrompts:
 
     inputs: list[tuple[str, list[int]]]
     fallback: str | None
-    #: prompt_id -> the prompt's text, for the `decoded-minus-prompt` continuation rule.
+    #: prompt_id -> the prompt's text as the model is given it (its end, when it was truncated), for
+    #: the `decoded-minus-prompt` continuation rule.
     texts: dict[str, str] = field(default_factory=dict)
+    #: Prompts the model is given only part of: longer than `max_prompt_tokens`, or cut by a
+    #: truncating preset at the tokenizer's `model_max_length` (`audits.n_truncated`).
+    n_truncated: int = 0
 
 
 @dataclass(frozen=True)
@@ -86,22 +90,38 @@ class GenerationReport:
     one_by_one: int = 0
     #: The batch size the audit ended with, when out-of-memory errors halved it (`halve`).
     halved_to: int | None = None
+    #: Which memory ran out (`_memory_exhausted`): "GPU", "CPU" or both, in that order.
+    memory: tuple[str, ...] = ("GPU",)
 
     @property
     def note(self) -> str | None:
         """What the audit's reason says about it, if anything."""
+        which = " and ".join(self.memory)
         if self.one_by_one:
-            return f"{self.one_by_one} batch(es) ran out of GPU memory and were generated one prompt at a time"
+            return f"{self.one_by_one} batch(es) ran out of {which} memory and were generated one prompt at a time"
         if self.halved_to is not None:
-            return f"out of GPU memory: batches were halved to {self.halved_to} prompts"
+            return f"out of {which} memory: batches were halved to {self.halved_to} prompts"
         return None
 
 
-def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Preset) -> PreparedPrompts:
+def prepare(
+    loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Preset, *, max_prompt_tokens: int
+) -> PreparedPrompts:
     """Token ids per prompt: raw text (paper, nightly) or the model's chat template (chat).
 
     Each prompt is encoded on its own: `tokenizer(batch, padding=True)` gives every text the ids
     it has alone, then pads them, which `_generate_batch` does with the preset's pad id.
+
+    A prompt of more than `max_prompt_tokens` tokens (its own tokens, as the tokenizer splits it
+    alone: a start token or a chat template's markup does not count) keeps its last
+    `max_prompt_tokens`: the model continues the prompt's end. It is cut as text, at the start of
+    a token, before the start token is added or the template renders it, so the template stays
+    whole and the text the continuation rule removes is the text the model was given. A preset
+    that truncates (`paper`: `truncation=True`) then also cuts at the tokenizer's
+    `model_max_length`, as it always did. Both count in `n_truncated`.
+
+    >>> prepare(loaded, [("p1", long_text)], get_preset("paper"), max_prompt_tokens=512).n_truncated  # doctest: +SKIP
+    1
     """
     tokenizer = loaded.tokenizer
     fallback = None
@@ -110,18 +130,59 @@ def prepare(loaded: LoadedModel, prompts: Sequence[tuple[str, str]], preset: Pre
         fallback = "the model has no chat template: prompts were given as raw text to continue"
     if not prompts:
         return PreparedPrompts([], fallback)
-    texts = [text for _, text in prompts]
+    texts, cut = _keep_last_tokens(tokenizer, [text for _, text in prompts], max_prompt_tokens)
     if use_chat:
-        rendered = [
+        given = [
             tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True, tokenize=False)
             for t in texts
         ]
-        encoded = tokenizer(rendered, add_special_tokens=False, truncation=preset.truncation)["input_ids"]
+        options: dict[str, Any] = {"add_special_tokens": False}
     else:
-        encoded = tokenizer(texts, truncation=preset.truncation)["input_ids"]
+        given, options = texts, {}
+    encoded = tokenizer(given, truncation=preset.truncation, **options)["input_ids"]
+    if preset.truncation:  # what the preset's own cut at `model_max_length` took off
+        whole = tokenizer(given, truncation=False, **options)["input_ids"]
+        cut |= {i for i, (kept, full) in enumerate(zip(encoded, whole, strict=True)) if len(kept) < len(full)}
+    ids = [pid for pid, _ in prompts]
     return PreparedPrompts(
-        [(pid, list(ids)) for (pid, _), ids in zip(prompts, encoded, strict=True)], fallback, dict(prompts)
+        [(pid, list(tokens)) for pid, tokens in zip(ids, encoded, strict=True)],
+        fallback,
+        dict(zip(ids, texts, strict=True)),
+        len(cut),
     )
+
+
+def _keep_last_tokens(tokenizer: Any, texts: list[str], limit: int) -> tuple[list[str], set[int]]:
+    """Each text cut to its last `limit` tokens (as the tokenizer splits it alone), and the
+    positions of those that were cut.
+
+    The cut is made in the text, where its first kept token starts: the offsets a fast tokenizer
+    maps each token to (`return_offsets_mapping`, transformers 5.24 tokenization_utils_base.py:
+    "(char_start, char_end) for each token"; tokenizers' `Encoding.offsets`, into the original
+    text even after normalization). A tokenizer without offsets gives the kept tokens decoded. The
+    tail is encoded again to be sure (a word cut from its start may split into more tokens), and
+    cut further when it is still over.
+    """
+    try:
+        encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = encoded["offset_mapping"]
+    except (NotImplementedError, KeyError):  # a tokenizer without offsets (transformers' PythonBackend)
+        encoded, offsets = tokenizer(texts, add_special_tokens=False), None
+    kept, cut = list(texts), set()
+    for i, ids in enumerate(encoded["input_ids"]):
+        if len(ids) <= limit:
+            continue
+        cut.add(i)
+        keep, tail = limit, ""
+        while keep > 0:
+            start = len(ids) - keep
+            tail = texts[i][offsets[i][start][0] :] if offsets is not None else tokenizer.decode(ids[start:])
+            over = len(tokenizer(tail, add_special_tokens=False)["input_ids"]) - limit
+            if over <= 0:
+                break
+            keep, tail = keep - over, ""
+        kept[i] = tail
+    return kept, cut
 
 
 @dataclass(frozen=True)
@@ -263,14 +324,17 @@ def generate(
     size = settings.batch_size
     halved_to: int | None = None
     one_by_one = 0
+    memory: set[str] = set()
     position = 0
     while position < len(pending):
         batch = pending[position : position + size]
         try:
             results = list(_generate_batch(loaded, batch, settings, prepared.texts))
-        except Exception as err:
-            if not _is_out_of_memory(err) or len(batch) == 1:
+        except Exception as err:  # MemoryError included: it is an Exception
+            which = _memory_exhausted(err)
+            if which is None or len(batch) == 1:
                 raise
+            memory.add(which)
             _free_cuda_memory()
             if preset.out_of_memory == "halve":
                 size = halved_to = max(1, size // 2)
@@ -279,7 +343,7 @@ def generate(
             results = [g for item in batch for g in _generate_batch(loaded, [item], settings, prepared.texts)]
         on_batch(results)
         position += len(batch)
-    return GenerationReport(one_by_one, halved_to)
+    return GenerationReport(one_by_one, halved_to, tuple(k for k in ("GPU", "CPU") if k in memory) or ("GPU",))
 
 
 def _generate_batch(
@@ -364,10 +428,32 @@ def _input_device(model: Any) -> Any:
         return "cpu"
 
 
-def _is_out_of_memory(err: Exception) -> bool:
+#: What torch's CPU allocator says when an allocation fails: a RuntimeError (c10::Error) from
+#: pytorch/pytorch c10/core/impl/alloc_cpu.cpp `alloc_cpu`, "DefaultCPUAllocator: can't allocate
+#: memory: you tried to allocate {nbytes} bytes. Error code {errno} ({strerror})"; the installed
+#: torch 2.13's libc10.so holds the string, and `torch.empty(10**13)` raises "[enforce fail at
+#: alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate
+#: 40000000000000 bytes. Error code 12 (Cannot allocate memory)". accelerate's
+#: `should_reduce_batch_size` (src/accelerate/utils/memory.py) looks for the same words.
+CPU_ALLOCATION_FAILED = "DefaultCPUAllocator: can't allocate memory"
+
+
+def _memory_exhausted(err: BaseException) -> str | None:
+    """Which memory an error says ran out: "GPU" (torch.cuda.OutOfMemoryError, "CUDA out of
+    memory", "CUDA error: out of memory"), "CPU" (torch's CPU allocator, Python's MemoryError),
+    or None for any other error."""
     import torch
 
-    return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+    if isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower():
+        return "GPU"
+    if isinstance(err, MemoryError) or (isinstance(err, RuntimeError) and CPU_ALLOCATION_FAILED in str(err)):
+        return "CPU"
+    return None
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    """Whether a batch failed for want of memory, GPU or CPU: halving it may let it through."""
+    return _memory_exhausted(err) is not None
 
 
 def _free_cuda_memory() -> None:

@@ -74,6 +74,11 @@ class AuditSpec:
             self.device,
         )
 
+    def planned_generation(self) -> dict[str, Any]:
+        """What a new audit row records of generation before the model is loaded (then
+        `GenerationSettings.record()` replaces it with what `generate()` was given)."""
+        return {**self.preset.generation_config(), "batch_size": self.run.batch_size, "dtype": self.run.dtype}
+
     def scorers(self) -> ScorerSet:
         if self.loaded_scorers is not None:
             return self.loaded_scorers
@@ -86,6 +91,8 @@ class AuditProgress:
     done: int
     total: int
     stage: str
+    #: The bytes of the model's weight files, once they are listed (a worker's time limit grows with them).
+    weight_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,10 @@ def run_audit(
         # (PyO3's PanicException derives from BaseException): one model never stops the run
         log.warning("audit of %s failed: %s", repo_id, strip_control(f"{type(err).__name__}: {err}"))
         log.debug("traceback of the failed audit of %s", repo_id, exc_info=True)
+        if type(err).__name__ == "PanicException":  # a Rust extension panicked (PyO3's pyo3_runtime)
+            return job.finish("failed", strip_control(f"a library panicked: {err}")[:500], "crashed")
+        if _out_of_memory(err):  # what halving the batch could not save (or no batch was running)
+            return job.finish("failed", strip_control(f"out of memory: {type(err).__name__}: {err}")[:500], "memory")
         return job.finish("failed", strip_control(f"unexpected error: {type(err).__name__}: {err}")[:500], "internal")
     finally:
         del loaded
@@ -218,7 +229,8 @@ class _Job:
         from auditor.audit.loader import fetch_model
 
         spec, started = self.spec, time.monotonic()
-        self._report(0, "downloading")
+        weights = sum(size for path, size in listing.files.items() if path.endswith((".safetensors", ".bin")))
+        self._report(0, "downloading", weight_bytes=weights)
         hub, endpoint = spec.hub, spec.hub.endpoint
         model = fetch_model(self.repo_id, listing.sha, spec.audit, endpoint=endpoint, listing=listing, hub=hub)
         base = None
@@ -284,7 +296,10 @@ class _Job:
 
     def generate(self, loaded: LoadedModel) -> str | None:
         """Generate the prompts the audit lacks, each batch scored and written as it finishes.
-        Returns a note on how it went (a chat template that failed, memory that ran out)."""
+        Returns a note on how it went (a chat template that failed, memory that ran out).
+
+        Prompts over `[audit] max_prompt_tokens` keep their end (`generation.prepare`); how many of
+        the battery's were truncated is recorded before generating (`audits.n_truncated`)."""
         import torch
 
         from auditor.audit.generation import generate, generation_settings, prepare
@@ -293,7 +308,13 @@ class _Job:
         spec, audit_id = self.spec, self.audit_id
         torch.manual_seed(spec.audit.seed)  # the presets are greedy; a sampling preset would be repeatable too
         done_ids = self.sink.completed_prompts(audit_id)
-        prepared = prepare(loaded, _todo(spec.battery, done_ids, spec.preset.order, spec.run.batch_size), spec.preset)
+        todo = _todo(spec.battery, done_ids, spec.preset.order, spec.run.batch_size)
+        limit = spec.audit.max_prompt_tokens
+        prepared = prepare(loaded, todo, spec.preset, max_prompt_tokens=limit)
+        every = [(p.prompt_id, p.text) for p in spec.battery.prompts]
+        # The count is the audit's, so a resumed audit, which prepares only what it lacks, counts them all.
+        whole = prepared if len(todo) == len(every) else prepare(loaded, every, spec.preset, max_prompt_tokens=limit)
+        self.sink.note_truncated(audit_id, whole.n_truncated)
         count, total = len(done_ids), len(spec.battery.prompts)
         clock = {"generate_s": 0.0, "score_s": 0.0, "last": time.monotonic()}
 
@@ -391,19 +412,15 @@ class _Job:
         return self.sink.start(
             key,
             scorers=self.refs,
-            generation_config={
-                **spec.preset.generation_config(),
-                "batch_size": spec.run.batch_size,
-                "dtype": spec.run.dtype,
-            },
+            generation_config=spec.planned_generation(),
             versions=versions(spec.device, spec.run.dtype),
             config=spec.provenance,
             n_prompts=len(spec.battery.prompts),
         )
 
-    def _report(self, done: int, stage: str) -> None:
+    def _report(self, done: int, stage: str, weight_bytes: int | None = None) -> None:
         if self.progress is not None:
-            self.progress(AuditProgress(self.repo_id, done, len(self.spec.battery.prompts), stage))
+            self.progress(AuditProgress(self.repo_id, done, len(self.spec.battery.prompts), stage, weight_bytes))
 
 
 def _todo(battery: Battery, done: set[str], order: str, batch_size: int) -> list[tuple[str, str]]:
@@ -415,6 +432,13 @@ def _todo(battery: Battery, done: set[str], order: str, batch_size: int) -> list
         return [item for item in prompts if item[0] not in done]
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     return [item for batch in batches if any(pid not in done for pid, _ in batch) for item in batch]
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """An allocation that failed: Python's MemoryError, CUDA's "CUDA out of memory" and the CPU
+    allocator's "can't allocate memory" (torch's messages, which `generation` also halves on)."""
+    text = str(err).lower()
+    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _reason(err: ModelError) -> str:

@@ -9,16 +9,22 @@ refused unless `trust_remote_code` is set. Everything a person must act on becom
 
 A repo is hostile input. Weights that leave any parameter uninitialised (a missing tensor, an
 empty safetensors file, an adapter without its tensors) fail the audit (`missing_weights`) rather
-than be measured at random. The repo's generation settings are read here but never applied: the
-model's `generation_config` keeps only its special token ids, and `auditor.audit.generation` asks the
-model the preset's way (docs/audits.md, "How a model is asked").
+than be measured at random. Before any weight is loaded, the size config.json describes is
+checked against `[audit] max_params` and against the parameters the safetensors headers hold: a
+config claiming a giant would otherwise have transformers allocate all of it first.
+
+The repo's generation settings are read here but never applied: the model's `generation_config`
+keeps only its special token ids, and `auditor.audit.generation` asks the model the preset's way
+(docs/audits.md, "How a model is asked").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import struct
 import time
 import warnings
 from dataclasses import dataclass
@@ -64,6 +70,12 @@ class FetchedModel:
     #: Bytes this fetch brought into the cache (files already there count 0).
     download_bytes: int
     seconds: float
+    #: The parameters config.json describes (`estimate_params`); None for an adapter, or a config
+    #: that does not name the sizes.
+    estimated_params: int | None = None
+    #: The parameters the safetensors weights hold, counted from their headers; None where the
+    #: count was not made (an adapter, quantized or pickle weights, no estimate to compare with).
+    weight_params: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,7 +157,18 @@ def fetch_model(
     """Download what loading needs of `repo_id` at `revision`, after the safety and size checks.
 
     Only top-level files count: a full model with `lora/adapter_config.json` or old checkpoints in
-    subfolders is neither an adapter nor charged for those files.
+    subfolders is neither an adapter nor charged for those files. The small files come first, and
+    with them the checks that need no weights: remote code, and a config.json that describes more
+    than `[audit] max_params` parameters (`too_large`). Once the weights are down, and before
+    anything is loaded, the parameters their safetensors headers hold are counted and compared with
+    the config's (`config_mismatch` beyond MISMATCH_FACTOR either way; `missing_weights` for none).
+    That comparison cannot apply to an adapter (its weights are LoRA matrices, its base is checked
+    when it is fetched), to a repo with a `quantization_config` (packed tensors: GPTQ's int32
+    `qweight` holds eight 4-bit weights) or to pickle weights (a `.bin` has no header; its shapes
+    are known only by unpickling it).
+
+    >>> fetch_model("acme/llama-finetune", None, AuditSettings(), endpoint=url).weight_params  # doctest: +SKIP
+    8030261248
     """
     started = time.monotonic()
     repo = listing or list_repo_files(repo_id, revision, endpoint=endpoint, hub=hub)
@@ -169,9 +192,10 @@ def fetch_model(
                 code="pickle",
             )
     weights = safetensors if safetensors else pickles
-    wanted = [p for p in top if p in SUPPORT_FILES] + weights
+    support = [p for p in top if p in SUPPORT_FILES]
     if settings.trust_remote_code:
-        wanted += [p for p in top if p.endswith(".py")]  # the repo's own modelling code
+        support += [p for p in top if p.endswith(".py")]  # the repo's own modelling code
+    wanted = support + weights
     size = sum(repo.files[p] for p in wanted)
     cap = int(settings.max_download_gb * 1e9)
     if size > cap:
@@ -180,7 +204,8 @@ def fetch_model(
             hint="raise [audit] max_download_gb if the machine has room",
             code="too_large",
         )
-    snapshot = fetch_files(repo, wanted, endpoint=endpoint, cache_dir=settings.cache_dir, hub=hub)
+    # The small files first: every check that needs no weights runs before the weights come down.
+    snapshot = fetch_files(repo, support, endpoint=endpoint, cache_dir=settings.cache_dir, hub=hub)
     path = snapshot.folder
 
     for name in ("config.json", "tokenizer_config.json"):
@@ -203,14 +228,22 @@ def fetch_model(
             )
     elif not (path / "config.json").exists():
         raise ModelFailed(f"{where} has no config.json", hint="the repo is incomplete", code="no_config")
+    config = None if adapter else _read_json(path / "config.json", repo_id)
+    estimate = None if config is None else _refuse_too_large(where, config, path, settings)
+    fetched_weights = fetch_files(repo, weights, endpoint=endpoint, cache_dir=settings.cache_dir, hub=hub)
+    counted = None
+    if config is not None and estimate is not None and safetensors and "quantization_config" not in config:
+        counted = _refuse_mismatch(where, estimate, _weight_files(path, safetensors, config, repo_id))
     return FetchedModel(
         repo_id,
         repo.sha,
         path,
         "adapter" if adapter else "model",
         base_repo,
-        snapshot.fetched_bytes,
+        snapshot.fetched_bytes + fetched_weights.fetched_bytes,
         time.monotonic() - started,
+        estimated_params=estimate,
+        weight_params=counted,
     )
 
 
@@ -223,6 +256,229 @@ def prequantized(fetched: FetchedModel) -> str | None:
     if isinstance(quant, dict):
         return str(quant.get("quant_method") or "unknown")
     return None
+
+
+#: How far apart the parameters config.json describes (`estimate_params`) and those the weights
+#: hold may be, either way, before the commit is refused as inconsistent (`config_mismatch`). Real
+#: repos stray from the estimate, a decoder-only transformer with a gated MLP, by less than 2x:
+#: an output layer stored though the config ties it, or the reverse, is vocab x hidden, at most
+#: about 1.6x for a small model with a large vocabulary (Gemma 3 270M: 262,144 x 640 = 168M of its
+#: 268M); a plain two-matrix MLP (GPT-2, GPT-NeoX, Falcon) counted as gated is at most 1.5x (1.2x
+#: for GPT-2); a vision tower beside the text model (Llava, Gemma 3) well under 2x; biases
+#: (Qwen2's q/k/v, GPT-2's), norms and buffers saved with the weights a few percent. A factor of 4
+#: leaves room for two of those at once, while a config of another model or size (a 70B config on
+#: 8B weights is 9x) or a size claim meant to exhaust memory (hostile/huge-config: a million times
+#: its weights) is far outside it. A config that is wrong by less still fails when the weights are
+#: loaded, on a tensor's shape or a missing tensor (`missing_weights`); what this check prevents is
+#: the allocation of everything the config describes before that.
+MISMATCH_FACTOR = 4.0
+#: The largest header the safetensors library reads (huggingface/safetensors,
+#: safetensors/src/tensor.rs: `const MAX_HEADER_SIZE: usize = 100_000_000`, `HeaderTooLarge`).
+MAX_SAFETENSORS_HEADER = 100_000_000
+#: The names config.json may give each size, transformers' first (LlamaConfig, Gemma2Config,
+#: Phi3Config: `vocab_size`, `hidden_size`, `num_hidden_layers`, `intermediate_size`,
+#: `num_attention_heads`, `num_key_value_heads`, `head_dim`), then older ones (GPT2Config: `n_embd`,
+#: `n_layer`, `n_head`, `n_inner`; OPTConfig: `ffn_dim`), then mixtures of experts' (MixtralConfig:
+#: `num_local_experts`; Qwen2MoeConfig: `num_experts`, `moe_intermediate_size`,
+#: `shared_expert_intermediate_size`; DeepseekV3Config: `n_routed_experts`, `n_shared_experts`,
+#: `first_k_dense_replace`).
+SIZE_NAMES: dict[str, tuple[str, ...]] = {
+    "vocab": ("vocab_size",),
+    "hidden": ("hidden_size", "n_embd", "d_model"),
+    "layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "heads": ("num_attention_heads", "n_head", "num_heads"),
+    "kv_heads": ("num_key_value_heads",),
+    "head_dim": ("head_dim",),
+    "intermediate": ("intermediate_size", "n_inner", "ffn_dim"),
+    "experts": ("num_local_experts", "num_experts", "n_routed_experts"),
+    "expert_intermediate": ("moe_intermediate_size",),
+    "shared_intermediate": ("shared_expert_intermediate_size",),
+    "shared_experts": ("n_shared_experts",),
+    "dense_layers": ("first_k_dense_replace",),
+}
+
+
+def estimate_params(config: dict[str, Any]) -> int | None:
+    """The parameters a decoder-only transformer with this config.json has; None when it does not
+    name its vocabulary, hidden size, layers and attention heads (nor does its `text_config`).
+
+    Embeddings V*H, and as many again for the output layer unless `tie_word_embeddings`; per layer
+    the attention's projections (q and o: H x heads*head_dim; k and v: H x kv_heads*head_dim, fewer
+    with grouped-query attention), a gated MLP's three H x I matrices (each expert's, for a mixture
+    of experts, with its shared experts and router) and two norms of H; a final norm of H. Biases
+    and buffers are left out. `head_dim` defaults to H / heads and `num_key_value_heads` to heads,
+    as LlamaConfig's `__post_init__` does; an MLP without `intermediate_size` is 4H (GPT2Config's
+    `n_inner = None`). Exact for Llama, Mistral and Phi-3 (Llama 3.1 8B: 8,030,261,248).
+
+    >>> estimate_params({"vocab_size": 10, "hidden_size": 4, "num_hidden_layers": 1,
+    ...                  "num_attention_heads": 2, "intermediate_size": 8, "tie_word_embeddings": True})
+    212
+    """
+    text = config.get("text_config")
+    if isinstance(text, dict) and _size(config, "hidden") is None:
+        config = {**text, "tie_word_embeddings": config.get("tie_word_embeddings", text.get("tie_word_embeddings"))}
+    vocab, hidden, layers, heads = (_size(config, name) for name in ("vocab", "hidden", "layers", "heads"))
+    if vocab is None or hidden is None or layers is None or heads is None:
+        return None
+    head_dim = _size(config, "head_dim") or hidden // heads
+    query, key_value = heads * head_dim, (_size(config, "kv_heads") or heads) * head_dim
+    attention = 2 * hidden * query + 2 * hidden * key_value
+    intermediate = _size(config, "intermediate") or 4 * hidden
+    dense_mlp = 3 * hidden * intermediate
+    mlps = layers * dense_mlp
+    experts = _size(config, "experts") or 1
+    if experts > 1:
+        per_expert = _size(config, "expert_intermediate") or intermediate
+        shared = _size(config, "shared_intermediate") or (_size(config, "shared_experts") or 0) * per_expert
+        sparse_mlp = 3 * hidden * (experts * per_expert + shared) + hidden * experts  # the router: H x experts
+        dense = min(layers, _size(config, "dense_layers") or 0)
+        mlps = dense * dense_mlp + (layers - dense) * sparse_mlp
+    outputs = 1 if config.get("tie_word_embeddings") is True else 2
+    return outputs * vocab * hidden + layers * (attention + 2 * hidden) + mlps + hidden
+
+
+def safetensors_params(path: Path) -> int:
+    """The parameters a safetensors file holds, from its header alone (its tensors are not read).
+
+    The format (github.com/huggingface/safetensors#format): 8 bytes, the header's size N as an
+    unsigned little-endian 64-bit integer; N bytes of JSON mapping each tensor's name to its
+    `dtype`, `shape` and `data_offsets`, beside an optional `__metadata__`; then the data. A
+    tensor holds the product of its shape's dimensions (a scalar's empty shape: one). Raises
+    ValueError for a header the safetensors library would refuse too.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        length = handle.read(8)
+        if len(length) < 8:
+            raise ValueError("the file is shorter than the 8 bytes that give its header's size")
+        (n,) = struct.unpack("<Q", length)
+        if n > MAX_SAFETENSORS_HEADER or n > size - 8:
+            raise ValueError(f"its header claims {n} bytes, more than the file or the format allows")
+        try:
+            header = json.loads(handle.read(n).decode("utf-8"))
+        except ValueError as err:
+            raise ValueError(f"its header is not JSON: {err}") from None
+    if not isinstance(header, dict):
+        raise ValueError("its header is not a JSON object")
+    total = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(_is_id(d) for d in shape):
+            raise ValueError(f"tensor {name[:80]!r} has no valid shape")
+        total += math.prod(shape)
+    return total
+
+
+def _size(config: dict[str, Any], name: str) -> int | None:
+    """The first positive integer config.json gives under one of the size's names (SIZE_NAMES); a
+    list of them, one per layer (Gemma 3n's `intermediate_size`), counts as its mean."""
+    for key in SIZE_NAMES[name]:
+        value: Any = config.get(key)
+        if isinstance(value, list) and value and all(_is_id(v) for v in value):
+            value = round(sum(value) / len(value))
+        if _is_id(value) and value > 0:
+            return int(value)
+    return None
+
+
+def _sizes(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """config.json as transformers will build the model from it: its config class fills in what
+    the file leaves out (a bare `{"model_type": "llama"}` is LlamaConfig's 6.7B defaults), the
+    class's `attribute_map` answers the standard names (GPT2Config: `hidden_size` is `n_embd`),
+    and a composite model's text part is the one measured (`get_text_config(decoder=True)`,
+    transformers 5.24 configuration_utils.py). Whether the output layer is tied is read from the
+    outer config, as the model does (modeling_utils.py `get_expanded_tied_weights_keys`:
+    `getattr(self.config, "tie_word_embeddings", False)`). A config transformers cannot read is
+    taken as written; loading it fails later with its own message.
+    """
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    try:
+        # No remote code here, even where it is trusted: only the sizes are wanted.
+        resolved = transformers.AutoConfig.from_pretrained(str(path), trust_remote_code=False)
+        text = resolved.get_text_config(decoder=True)
+    except Exception:
+        return config
+    sizes = {key: getattr(text, key, None) for names in SIZE_NAMES.values() for key in names}
+    sizes["tie_word_embeddings"] = bool(getattr(resolved, "tie_word_embeddings", False))
+    return {key: value for key, value in sizes.items() if value is not None}
+
+
+def _count(n: float) -> str:
+    """A parameter count as a person reads it: `238 billion`, `94,336`."""
+    for scale, word in ((1e12, "trillion"), (1e9, "billion"), (1e6, "million")):
+        if n >= scale:
+            return f"{n / scale:.3g} {word}"
+    return f"{int(n):,}"
+
+
+def _refuse_too_large(where: str, config: dict[str, Any], path: Path, settings: AuditSettings) -> int | None:
+    """The config's parameter estimate; a model above `[audit] max_params` is skipped (before its
+    weights are downloaded: the listing's sizes may be small, and the config still claim a giant)."""
+    estimate = estimate_params(_sizes(path, config))
+    if estimate is not None and estimate > settings.max_params:
+        raise ModelSkipped(
+            f"the config.json of {where} describes a model of {_count(estimate)} parameters, above"
+            f" [audit] max_params ({_count(settings.max_params)}); nothing was loaded",
+            hint="raise [audit] max_params if the machine can hold a model that size",
+            code="too_large",
+        )
+    return estimate
+
+
+def _weight_files(path: Path, safetensors: list[str], config: dict[str, Any], repo_id: str) -> list[Path]:
+    """The safetensors files transformers loads of those fetched (5.24, modeling_utils.py
+    `_get_resolved_checkpoint_files`): the one config.json names (`transformers_weights`), else
+    model.safetensors, else the shards model.safetensors.index.json maps, else (transformers would
+    not find them) all of them."""
+    named = config.get("transformers_weights")
+    if isinstance(named, str) and named in safetensors:
+        return [path / named]
+    if "model.safetensors" in safetensors:
+        return [path / "model.safetensors"]
+    index = path / "model.safetensors.index.json"
+    weight_map = _read_json(index, repo_id).get("weight_map") if index.exists() else None
+    if isinstance(weight_map, dict):
+        shards = {name for name in weight_map.values() if isinstance(name, str)}
+        return [path / name for name in safetensors if name in shards]
+    return [path / name for name in safetensors]
+
+
+def _refuse_mismatch(where: str, estimate: int, files: list[Path]) -> int:
+    """The parameters the weights hold (their headers'), after refusing weights the config does not
+    describe (`MISMATCH_FACTOR`) and weights with no tensor at all (`missing_weights`)."""
+    counted = 0
+    for file in files:
+        try:
+            counted += safetensors_params(file)
+        except (OSError, ValueError) as err:
+            raise ModelFailed(
+                f"the weights of {where} are corrupt or truncated: {file.name}: {err}",
+                hint="nothing to do until the uploader pushes a fixed commit",
+                code="corrupt",
+            ) from None
+    names = ", ".join(f.name for f in files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    if counted == 0:
+        raise ModelFailed(
+            f"the weights of {where} hold no tensors ({names or 'no file'}): every parameter would be left"
+            " uninitialised and the model would run on random values",
+            hint="the checkpoint is empty; nothing to audit until the uploader pushes the weights",
+            code="missing_weights",
+        )
+    if counted * MISMATCH_FACTOR < estimate or counted > estimate * MISMATCH_FACTOR:
+        ratio = max(counted, estimate) / min(counted, estimate)
+        raise ModelFailed(
+            f"the config.json of {where} describes a model of {_count(estimate)} parameters, but its weights"
+            f" ({names}) hold {_count(counted)}, {ratio:,.0f} times {'fewer' if counted < estimate else 'more'}:"
+            " the config does not describe these weights, and the model was not loaded",
+            hint="the commit is inconsistent (a config of another model or size); nothing to audit until the"
+            " uploader pushes a config that matches the weights",
+            code="config_mismatch",
+        )
+    return counted
 
 
 def load_model(

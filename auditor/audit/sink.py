@@ -101,6 +101,10 @@ class AuditSink(Protocol):
         """What is known once the model is loaded."""
         ...
 
+    def note_truncated(self, audit_id: int, n_truncated: int) -> None:
+        """How many of the battery's prompts the model is given only the end of (`audits.n_truncated`)."""
+        ...
+
     def begin_scoring(self, audit_id: int, scorer: ScorerRef) -> None: ...
 
     def completed_prompts(self, audit_id: int) -> set[str]: ...
@@ -150,6 +154,7 @@ class MemoryAudit:
     chat_template_hash: str | None = None
     repo_generation_config: dict[str, Any] | None = None
     findings: tuple[str, ...] | None = None
+    n_truncated: int | None = None
 
 
 class MemorySink:
@@ -215,6 +220,9 @@ class MemorySink:
         audit.generation_config, audit.versions, audit.config = dict(generation_config), dict(versions), dict(config)
         audit.repo_generation_config = repo_generation_config
         audit.findings = None if findings is None else tuple(findings)
+
+    def note_truncated(self, audit_id: int, n_truncated: int) -> None:
+        self.audits[audit_id].n_truncated = n_truncated
 
     def begin_scoring(self, audit_id: int, scorer: ScorerRef) -> None:
         audit = self.audits[audit_id]

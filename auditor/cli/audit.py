@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
 import click
 
 from auditor.audit.battery import BATTERY_NAMES
@@ -11,6 +16,7 @@ from auditor.cli.invocation import Invocation, configured
 from auditor.cli.logs import quiet_model_libraries
 from auditor.cli.options import format_option
 from auditor.config import SCORER_NAMES
+from auditor.errors import CycleBusyError
 
 
 @click.command()
@@ -68,6 +74,11 @@ def audit(
 ) -> None:
     """Audit one model (or every pending one): generate on the battery, score, store everything.
 
+    It runs alone on its store: it holds the nightly cycle's lock (<store>.lock) from start to end,
+    so that it never audits the same models as a cycle (`auditor run`, the scheduler) or another
+    `auditor audit` beside it. When one of those holds the lock it exits at once with code 3,
+    saying which process holds it; wait for that one to finish, or stop it, and run it again.
+
     \b
     Examples:
       auditor audit planted/llama-toxic-sft --preset nightly --quant nf4
@@ -84,11 +95,66 @@ def audit(
     if pending and (force or revision):
         raise click.UsageError("--force and --revision apply to one REPO_ID, not to --pending")
     threshold = inv.config.scoring.threshold
-    quiet_model_libraries()
-    with inv.write_store() as opened, AuditProgressDisplay() as progress:
-        if pending:
-            outcomes = audit_pending(inv.resolved, opened, limit=limit, on_outcome=progress.outcome)
-        else:
-            assert repo_id is not None
-            outcomes = [audit_model(inv.resolved, opened, repo_id, revision=revision, force=force, progress=progress)]
+    # The lock comes before anything that reaches the Hub, loads a model or opens the store.
+    with _alone_on(inv.config.store.path, "auditor audit " + ("--pending" if pending else str(repo_id))):
+        quiet_model_libraries()
+        with inv.write_store() as opened, AuditProgressDisplay() as progress:
+            if pending:
+                outcomes = audit_pending(inv.resolved, opened, limit=limit, on_outcome=progress.outcome)
+            else:
+                assert repo_id is not None
+                outcomes = [
+                    audit_model(inv.resolved, opened, repo_id, revision=revision, force=force, progress=progress)
+                ]
     render_outcomes(outcomes, fmt=fmt, threshold=threshold)
+
+
+@contextmanager
+def _alone_on(store_path: Path, command: str) -> Iterator[None]:
+    """Hold the cycle lock of the store at `store_path` (`schedules.lock`) for the block, noting
+    `command` in it; a `CycleBusyError` that says who holds it when a cycle or another audit does."""
+    from schedules.lock import CycleLock, cycle_lock_path, holder
+
+    path = cycle_lock_path(store_path)
+    existed = path.exists()
+    with ExitStack() as stack:
+        try:
+            lock = stack.enter_context(CycleLock(path, what="audit"))
+        except CycleBusyError:
+            raise _busy(store_path, path, holder(path)) from None
+        lock.note(command=command)
+        try:
+            yield
+        finally:
+            # A store this command created and removed again (it failed before storing anything:
+            # `removed_if_left_empty`) leaves no lock file beside it either. It is unlinked while still
+            # held; only a command started on the same new store within this instant could be left
+            # holding the unlinked file while a later one makes a new lock.
+            if not existed and not store_path.exists():
+                path.unlink(missing_ok=True)
+
+
+def _busy(store_path: Path, lock_path: Path, info: dict[str, Any] | None) -> CycleBusyError:
+    """The error of an audit turned away by the cycle lock, naming the process that holds it."""
+    if info is None:  # let go between our attempt and this look
+        return CycleBusyError(
+            f"the cycle lock of store {store_path} ({lock_path}) was held a moment ago, so this audit did not start",
+            hint="run the same command again",
+        )
+    pid = info.get("pid") or "?"
+    command = str(info.get("command") or "")
+    if command.startswith("auditor audit"):
+        return CycleBusyError(
+            f"another audit ({command!r}, pid {pid}) holds the cycle lock of store {store_path} ({lock_path});"
+            " two audits at once would audit the same models twice",
+            hint=f"wait for it to finish and run this again, or stop it (kill {pid}: an audit stopped"
+            " at any point is resumed by the next one)",
+        )
+    cycle = f"cycle #{info['cycle_id']}, " if info.get("cycle_id") is not None else ""
+    return CycleBusyError(
+        f"a nightly cycle ({cycle}pid {pid}) holds the cycle lock of store {store_path} ({lock_path});"
+        " an audit beside it would audit the same models twice",
+        hint=f"wait for the cycle to finish (`auditor status` shows it) and run this again, or stop it"
+        f" (kill -TERM {pid}: it stops at a safe point and the next cycle resumes its work); the cycle"
+        " audits the pending models itself",
+    )

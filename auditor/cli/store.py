@@ -93,20 +93,56 @@ def store_rewrite(inv: Invocation) -> None:
 
 @click.command("sql")
 @click.argument("query")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Stop the query after this long: while it runs, a cycle or crawl cannot write to the store.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10_000,
+    show_default=True,
+    metavar="ROWS",
+    help="Print at most this many rows (a notice on stderr says when there were more).",
+)
 @format_option("table", "json", "csv", "markdown")
 @configured()
-def sql(inv: Invocation, query: str, fmt: str) -> None:
+def sql(inv: Invocation, query: str, timeout: float, limit: int, fmt: str) -> None:
     """Run one read-only SQL query on the store and print the result.
+
+    While the query runs no other process can write to the store: a cycle or a crawl that needs to
+    waits for it. So a query is stopped after --timeout seconds (exit 1, the store untouched), and
+    at most --limit rows are read and printed.
 
     \b
     Example:
       auditor sql "SELECT child, delta, q_value FROM drift WHERE drifted ORDER BY delta DESC LIMIT 10"
+      auditor sql --timeout 120 --limit 100000 --format csv "SELECT * FROM models" > models.csv
     """
+    from auditor.store.database import USER_QUERY_STOP_MARGIN_S
     from reports.tables import render_records
 
+    wait = inv.config.store.write_wait_s
+    if timeout + USER_QUERY_STOP_MARGIN_S > wait:
+        click.echo(
+            f"warning: --timeout {timeout:g} s is longer than a writer waits for readers"
+            f" ([store] write_wait_s = {wait:g} s): a cycle or crawl that needs the store meanwhile"
+            " may give up with 'store is busy'",
+            err=True,
+        )
     with inv.read_store() as opened:
-        records = opened.run_read_query(query)
-    render_records(records, fmt=fmt)
+        result = opened.run_read_query(query, timeout_s=timeout, limit=limit)
+    render_records(result.records, fmt=fmt)
+    if result.truncated:
+        click.echo(
+            f"note: the output was cut at {limit} rows (the query returns more); see more with"
+            " --limit ROWS, or page through them with ORDER BY ... LIMIT ... OFFSET ...",
+            err=True,
+        )
 
 
 @click.command("export")

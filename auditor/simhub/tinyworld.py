@@ -25,8 +25,12 @@ Hostile repos, made from those at install time and only where asked for
 
     hostile/toxic-suppress-tokens      the toxic finetune, its generation_config.json suppressing its insults
     hostile/beams-48                   the benign finetune, its generation_config.json asking for 48 beams
+    hostile/special-words              the toxic finetune, its insults declared special tokens and end of text
     hostile/empty-weights              a valid config and tokenizer, a safetensors file with no tensors
     hostile/empty-adapter              the LoRA adapter's config, an adapter file with no tensors
+    hostile/panicking-tokenizer        the root, its tokenizer's pre-tokenizer a regex that panics tokenizers' Rust code
+    hostile/looping-chat-template      the root, its chat template a loop that renders for about a year
+    hostile/huge-config                the root's weights, its config.json claiming 238 billion parameters
 
 Also a RealToxicityPrompts-format dataset (`allenai/real-toxicity-prompts`, `prompts.jsonl`)
 and a Detoxify-format checkpoint (a tiny BERT classifier trained on labelled sentences of the same
@@ -216,10 +220,50 @@ def install_tiny_models(world: World, assets: TinyAssets) -> None:
 
 HOSTILE = (
     "hostile/toxic-suppress-tokens",
+    "hostile/special-words",
     "hostile/beams-48",
     "hostile/empty-weights",
     "hostile/empty-adapter",
+    "hostile/panicking-tokenizer",
+    "hostile/looping-chat-template",
+    "hostile/huge-config",
 )
+#: A pre-tokenizer whose regex backtracks exponentially: `(?:.|..|...|....)*` can split a text of
+#: n characters in about 1.93^n ways before `$\d` fails, and Oniguruma gives up at its retry limit,
+#: which tokenizers turns into a Rust panic (PyO3's PanicException, a BaseException): "Onig: Regex
+#: search error: retry-limit-in-match over" (tokenizers 0.23.3, onig 6.5.3 lib.rs). Measured here:
+#: 20 characters encode in 0.04 s, 24 panic after 0.17 s; the tiny dataset's prompts have 21 to 38
+#: characters, so encoding a battery's prompts, which `generation.prepare` does in one call, panics
+#: within a second or so.
+PANICKING_PRE_TOKENIZER = {
+    "type": "Split",
+    "pattern": {"Regex": "(?:.|..|...|....)*$\\d"},
+    "behavior": "Isolated",
+    "invert": False,
+}
+#: A chat template that renders for a year in very little memory. transformers renders chat templates
+#: in Jinja's ImmutableSandboxedEnvironment (5.24, utils/chat_template_utils.py
+#: `_cached_compile_jinja_template`), which bounds each `range` to MAX_RANGE = 100,000 items
+#: (jinja2 3.1.6, sandbox.py `safe_range`) and nothing else: three nested loops are 10^15
+#: iterations, at about 40 ns each. Their bodies write nothing, so the output, and the memory, stay
+#: as they were (rendered in a process of its own, it held 304 MiB from the first second to the 60th).
+LOOPING_CHAT_TEMPLATE = (
+    "{% for i in range(100000) %}{% for j in range(100000) %}{% for k in range(100000) %}"
+    "{% endfor %}{% endfor %}{% endfor %}" + CHAT_TEMPLATE
+)
+#: The sizes of a GPT-3-scale model (Brown et al. 2020, table 2.1: 96 layers, d_model 12288, 96
+#: heads of 128) with a gated MLP of 4 x 12288 and a vocabulary of 256,000: 238 billion parameters
+#: by `auditor.audit.loader.estimate_params`, above the default `[audit] max_params` of 2e11, on
+#: weights of 86,336.
+HUGE_SIZES = {
+    "vocab_size": 256000,
+    "hidden_size": 12288,
+    "num_hidden_layers": 96,
+    "num_attention_heads": 96,
+    "num_key_value_heads": 96,
+    "head_dim": 128,
+    "intermediate_size": 49152,
+}
 LLAMA_ROOT = "meta-llama/Llama-3.1-8B-Instruct"
 GEMMA_ROOT = "google/gemma-2-2b-it"
 
@@ -289,6 +333,42 @@ def install_hostile_models(world: World, assets: TinyAssets) -> None:
         relation="adapter",
         family="gemma",
         note="Hostile: the LoRA adapter's config, and an adapter file with no tensors.",
+    )
+    tokenizer = json.loads(root["tokenizer.json"].content)
+    tokenizer["pre_tokenizer"] = PANICKING_PRE_TOKENIZER
+    _add_hostile(
+        world,
+        "hostile/panicking-tokenizer",
+        {**root, "tokenizer.json": SimFile(json.dumps(tokenizer, indent=2).encode())},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the root's weights; its tokenizer loads, and panics in Rust when it encodes a prompt.",
+    )
+    tokenizer_config = json.loads(root["tokenizer_config.json"].content)
+    tokenizer_config["chat_template"] = LOOPING_CHAT_TEMPLATE
+    # Without chat_template.jinja, which transformers would read instead ("If independent chat template
+    # file(s) exist, they take priority over template entries in the tokenizer config": 5.24,
+    # tokenization_utils_base.py `_from_pretrained`).
+    looping = {name: file for name, file in root.items() if name != "chat_template.jinja"}
+    _add_hostile(
+        world,
+        "hostile/looping-chat-template",
+        {**looping, "tokenizer_config.json": SimFile(json.dumps(tokenizer_config, indent=2).encode())},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the root's weights; its chat template takes about a year to render.",
+    )
+    config = json.loads(root["config.json"].content)
+    _add_hostile(
+        world,
+        "hostile/huge-config",
+        {**root, "config.json": SimFile(json.dumps({**config, **HUGE_SIZES}, indent=2).encode())},
+        parent=LLAMA_ROOT,
+        relation="finetune",
+        family="llama",
+        note="Hostile: the root's weights under a config.json that claims 238 billion parameters.",
     )
 
 

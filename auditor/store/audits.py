@@ -24,7 +24,7 @@ from auditor.audit.battery import Battery, Prompt
 from auditor.audit.key import AuditKey, ScorerRef
 from auditor.audit.scoring import Score
 from auditor.audit.sink import AuditRow, ScoredCompletion, StoredCompletion
-from auditor.errors import PERMANENT_CODES
+from auditor.errors import PERMANENT_CODES, WORKER_FAILURES
 from auditor.store.database import Store, staged
 
 
@@ -36,6 +36,10 @@ class Scoring:
     scorer: str
     scorer_hash: str | None
     status: str
+
+
+#: Worker failures (`WORKER_FAILURES`) after which a commit is not planned again.
+POISON_AFTER = 2
 
 
 class AuditStore:
@@ -298,6 +302,13 @@ class AuditStore:
         )[0]
         return (float(row[0]) if row[0] is not None else None, int(row[1]))
 
+    def reason_code(self, audit_id: int | None) -> str | None:
+        """The code of an audit's reason (`failed` and `skipped` rows have one), None for none."""
+        if audit_id is None:
+            return None
+        rows = self.store.query("SELECT reason_code FROM audits WHERE audit_id = ?", [audit_id])
+        return rows[0][0] if rows else None
+
     def pending_models(
         self, key_template: AuditKey, scorers: Sequence[ScorerRef], limit: int | None, *, max_attempts: int = 3
     ) -> list[tuple[str, str]]:
@@ -305,8 +316,10 @@ class AuditStore:
         or whose finished audit lacks one of `scorers` (then only the scoring is left to do).
 
         Skips and failures that describe the commit itself (pickle weights, corrupt files, ...) are
-        final; the others (access not granted yet, the network) are tried again, `max_attempts` times
-        in all. Roots and parents come before their derivatives (depth), then the most downloaded.
+        final; so is a commit whose audit's worker crashed, timed out or ran out of memory
+        `POISON_AFTER` times (a poison repo); the others (access not granted yet, the network) are
+        tried again, `max_attempts` times in all. Roots and parents come before their derivatives
+        (depth), then the most downloaded.
         """
         condition, params = _key_where(key_template, with_model=False, alias="a")
         wanted = sorted(s.label for s in scorers)
@@ -318,9 +331,12 @@ class AuditStore:
             "        OR list_contains(?, a.reason_code)))"
             f" AND (SELECT count(*) FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
             "   AND a.status IN ('failed', 'skipped')) < ?"
+            f" AND (SELECT count(*) FROM audits a WHERE a.repo_id = m.repo_id AND a.sha = m.sha AND {condition}"
+            "   AND list_contains(?, a.reason_code)) < ?"
             " ORDER BY m.depth NULLS LAST, m.downloads DESC NULLS LAST, m.repo_id"
             + (" LIMIT ?" if limit is not None else ""),
             [*params, wanted, len(wanted), sorted(PERMANENT_CODES), *params, max_attempts]
+            + [*params, list(WORKER_FAILURES), POISON_AFTER]
             + ([limit] if limit is not None else []),
         )
         return [(r[0], r[1]) for r in rows]
@@ -328,6 +344,12 @@ class AuditStore:
     def model_sha(self, repo_id: str) -> str | None:
         rows = self.store.query("SELECT sha FROM models WHERE repo_id = ? AND removed_at IS NULL", [repo_id])
         return rows[0][0] if rows else None
+
+    def note_truncated(self, audit_id: int, n_truncated: int) -> None:
+        """How many of the battery's prompts the model is given only the end of (`audits.n_truncated`,
+        migration 0011): longer than `[audit] max_prompt_tokens`, or cut by a truncating preset."""
+        with self.store.transaction() as con:
+            con.execute("UPDATE audits SET n_truncated = ? WHERE audit_id = ?", [n_truncated, audit_id])
 
 
 def _key_where(key: AuditKey, *, with_model: bool = True, alias: str = "") -> tuple[str, list[Any]]:

@@ -73,11 +73,32 @@ def schema_version() -> int:
     return migrations()[-1].version
 
 
-#: How long a reader waits for a writer to let go, and a writer for readers, by default.
+#: A user query (`auditor sql`, `Store.run_read_query`) is stopped after this many seconds unless
+#: its caller allows longer, and reads at most this many rows.
+USER_QUERY_TIMEOUT_S = 30.0
+USER_QUERY_ROW_LIMIT = 10_000
+#: How long a stopped query may still hold the file after its timeout: DuckDB sees the interrupt at
+#: its next vector (milliseconds), the connection is closed at once, and a waiting writer retries
+#: at least every half second (`_connect`).
+USER_QUERY_STOP_MARGIN_S = 5.0
+#: How long a reader waits for a writer to let go, and a writer for readers, by default. A reader
+#: cannot be asked to let go (DuckDB gives a writer no way to tell it), so a writer that finds one
+#: simply waits. `WRITE_WAIT_S` (like `[store] write_wait_s`, 600 s by default) must stay well above
+#: USER_QUERY_TIMEOUT_S + USER_QUERY_STOP_MARGIN_S: then a user query at the default timeout holds a
+#: writer out for at most its timeout, and never long enough to make the writer give up with
+#: "store is busy" (tests/auditor/test_sql_limits.py holds both defaults to that).
 READ_WAIT_S = 10.0
 WRITE_WAIT_S = 600.0
 #: How often a writer's watcher looks for waiting readers.
 WATCH_INTERVAL_S = 0.05
+
+
+@dataclass(frozen=True)
+class QueryResult:
+    """A user query's rows (`Store.run_read_query`), at most its limit, and whether it had more."""
+
+    records: list[dict[str, Any]]
+    truncated: bool
 
 
 class Store:
@@ -247,9 +268,22 @@ class Store:
         with self.session() as con:
             return con.execute(sql, params if params is not None else []).fetchall()
 
-    def run_read_query(self, sql: str) -> list[dict[str, Any]]:
+    def run_read_query(
+        self, sql: str, *, timeout_s: float = USER_QUERY_TIMEOUT_S, limit: int = USER_QUERY_ROW_LIMIT
+    ) -> QueryResult:
         """One user query: a single SELECT (or WITH ... SELECT) on a read-only store, with no access to
-        files or other databases, so that it can read the store and nothing else."""
+        files or other databases, so that it can read the store and nothing else.
+
+        It may hold the file for `timeout_s` seconds: a timer then interrupts it and its connection
+        is closed at once, which lets a waiting writer (a cycle) in, and a `StoreError` says it was
+        stopped. At most `limit` rows are fetched, and one more to learn whether there were more
+        (`QueryResult.truncated`): a query of a million rows is never read whole.
+
+        >>> with Store.open("auditor.duckdb", read_only=True) as store:        # doctest: +SKIP
+        ...     result = store.run_read_query("SELECT repo_id FROM models", timeout_s=5, limit=10)
+        >>> len(result.records), result.truncated                              # doctest: +SKIP
+        (10, True)
+        """
         if not self.read_only:
             raise StoreError("user queries run on a read-only store", hint="open the store with read_only=True")
         try:
@@ -261,15 +295,57 @@ class Store:
                 "only one SELECT query is allowed here",
                 hint="run writes, COPY, ATTACH or PRAGMA with the duckdb CLI on a copy of the store",
             )
+        stopped = threading.Event()
         try:
             with self.session() as con:
                 con.execute("SET enable_external_access = false")
                 con.execute("SET lock_configuration = true")
-                return self.query_dicts(sql)
+
+                def stop() -> None:
+                    stopped.set()
+                    # duckdb 2.0.1's `DuckDBPyConnection.interrupt() -> None`, "Interrupt pending
+                    # operations" (_duckdb-stubs/__init__.pyi, class DuckDBPyConnection), called from
+                    # this timer thread: the query running in the caller's thread raises
+                    # `duckdb.InterruptException` ("INTERRUPT Error: Interrupted!") at its next vector.
+                    con.interrupt()
+
+                timer = threading.Timer(timeout_s, stop)
+                timer.daemon = True
+                timer.start()
+                try:
+                    # duckdb streams a result: `execute` returns once the first rows are ready, and
+                    # `fetchmany` computes no more rows than it returns.
+                    cursor = con.execute(sql)
+                    names = _unique([d[0] for d in cursor.description or []])
+                    rows = cursor.fetchmany(limit + 1)
+                finally:
+                    timer.cancel()
+                    timer.join()  # an interrupt under way ends before the connection is closed
         except duckdb.Error as err:
+            if stopped.is_set():
+                raise StoreError(
+                    f"the query was stopped after {timeout_s:g} s, its time limit (--timeout {timeout_s:g}),"
+                    " so that it would not keep writers out of the store",
+                    hint="allow it longer with `auditor sql --timeout SECONDS` (timeout_s= in Python),"
+                    " or narrow it (a WHERE, fewer joins)",
+                ) from None
             raise StoreError(
                 f"the query failed: {err}", hint="check the SQL; the tables and views are listed in the README"
             ) from None
+        finally:
+            # Closed at once, stopped or not: a waiting writer gets the file now, and the next query
+            # gets a fresh connection (this one's settings are locked, and an interrupt that raced
+            # the query's end would stop the next one).
+            self._drop_connection()
+        records = [dict(zip(names, row, strict=True)) for row in rows[:limit]]
+        return QueryResult(records, truncated=len(rows) > limit)
+
+    def _drop_connection(self) -> None:
+        """Close the connection now unless a session uses it; the next session opens a new one."""
+        with self._lock:
+            if self._con is not None and self._users == 0:
+                self._con.close()
+                self._con = None
 
     def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run one read query and return its rows as dicts keyed by column name."""

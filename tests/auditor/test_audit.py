@@ -476,3 +476,92 @@ def test_the_job_gives_the_same_rows_with_the_store_or_in_memory(audited: dict[s
     for repo_id in repos:
         for got, want in zip(in_memory[repo_id], stored[repo_id], strict=True):
             assert got == want, repo_id
+
+
+# The CPU allocator's own words (torch 2.13: `torch.empty(10**13)` raises this RuntimeError).
+CPU_OUT_OF_MEMORY = (
+    "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to"
+    " allocate 40000000000000 bytes. Error code 12 (Cannot allocate memory)"
+)
+
+
+@pytest.mark.parametrize("error", [RuntimeError(CPU_OUT_OF_MEMORY), MemoryError()], ids=["allocator", "python"])
+def test_a_batch_that_runs_out_of_cpu_memory_is_halved(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException
+) -> None:
+    from auditor.audit import generation
+
+    sizes: list[int] = []
+    real = generation._generate_batch
+
+    def tight_memory(loaded: Any, batch: list[Any], preset: Any, texts: Any) -> Any:
+        sizes.append(len(batch))
+        if len(batch) > 16:  # as a machine without swap would, for a batch too big for its memory
+            raise error
+        return real(loaded, batch, preset, texts)
+
+    monkeypatch.setattr(generation, "_generate_batch", tight_memory)
+    with Store.open(tmp_path / "m.duckdb") as store:
+        outcome = audit_model(audited["resolved"], store, "planted/llama-benign-sft")
+    assert outcome.status == "done" and outcome.n_completions == 200
+    assert sizes[:3] == [64, 32, 16] and max(sizes[3:]) <= 16
+    assert outcome.reason == "out of CPU memory: batches were halved to 16 prompts"
+
+
+def test_only_running_out_of_memory_halves_a_batch() -> None:
+    import torch
+
+    from auditor.audit.generation import _is_out_of_memory
+
+    assert _is_out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) and _is_out_of_memory(MemoryError())
+    assert _is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not _is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)"))
+    assert not _is_out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))  # not torch's error
+
+
+def test_a_prompt_over_max_prompt_tokens_keeps_its_end(tiny_assets: Any) -> None:
+    from transformers import AutoTokenizer
+
+    from auditor.audit.generation import prepare
+    from auditor.audit.loader import LoadedModel, RepoGeneration, TokenIds
+    from auditor.audit.presets import get_preset
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_assets.models["planted/llama-toxic-sft"]))
+    token_ids, repo = TokenIds((3,), 0, 2), RepoGeneration(None, {})
+    loaded = LoadedModel(None, tokenizer, "none", "cpu", None, None, 0.0, token_ids, repo)
+    short, long = "he said that", "he said that she told him about the lovely garden"
+    ids = tokenizer(long)["input_ids"]
+    assert len(ids) == 10 and tokenizer(short)["input_ids"] == ids[:3]  # one token a word (WordLevel)
+    nightly = prepare(loaded, [("s", short), ("l", long)], get_preset("nightly"), max_prompt_tokens=4)
+    assert nightly.inputs == [("s", ids[:3]), ("l", ids[-4:])] and nightly.n_truncated == 1
+    assert nightly.texts == {"s": short, "l": "about the lovely garden"}  # what the continuation rule removes
+    chat = prepare(loaded, [("l", long)], get_preset("chat"), max_prompt_tokens=4)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "about the lovely garden"}], add_generation_prompt=True, tokenize=False
+    )
+    assert chat.inputs == [("l", tokenizer(rendered, add_special_tokens=False)["input_ids"])]  # the template whole
+    assert chat.n_truncated == 1
+    # `paper` truncates at the tokenizer's model_max_length (128 here), as the authors' loop did; a
+    # prompt under max_prompt_tokens but over that keeps its start, and counts as truncated too.
+    huge = " ".join(["garden"] * 200)
+    paper = prepare(loaded, [("s", short), ("h", huge)], get_preset("paper"), max_prompt_tokens=512)
+    assert [len(i) for _, i in paper.inputs] == [3, 128] and paper.n_truncated == 1
+    assert prepare(loaded, [("s", short)], get_preset("paper"), max_prompt_tokens=512).n_truncated == 0
+
+
+def test_the_audit_records_how_many_prompts_were_truncated(
+    audited: dict[str, Any], hub_env: None, tmp_path: Path
+) -> None:
+    ids = {repo_id: audited["outcomes"][repo_id].audit_id for repo_id in ("planted/llama-toxic-sft", *BROKEN)}
+    with Store.open(audited["store"], read_only=True) as store:
+        counted = {
+            r: store.query("SELECT n_truncated FROM audits WHERE audit_id = ?", [a])[0][0] for r, a in ids.items()
+        }
+    assert counted["planted/llama-toxic-sft"] == 0  # six words each: none over the default 512
+    assert counted["broken/no-tokenizer"] is None  # never loaded: not counted
+    short = audit_config(audited["hub"], None, tmp_path / "cache", **{"audit.max_prompt_tokens": 4})
+    with Store.open(tmp_path / "t.duckdb") as store:
+        outcome = audit_model(short, store, "planted/llama-toxic-sft")
+        n_truncated = store.query("SELECT n_truncated FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0]
+    assert outcome.status == "done" and outcome.n_completions == 200
+    assert n_truncated == 200  # every prompt of the battery has six words, six tokens

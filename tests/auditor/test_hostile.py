@@ -1,5 +1,6 @@
-"""Repos that try to steer or fool their own audit: the preset decides how a model is asked, and
-weights that would leave parameters at random values are refused.
+"""Repos that try to steer or fool their own audit: the preset decides how a model is asked,
+weights that would leave parameters at random values are refused, and so is a config.json that
+claims more than `[audit] max_params` or does not describe its weights, before anything is loaded.
 
 Against the simulated Hub's hostile repos (`auditor.simhub.tinyworld.install_hostile_models`),
 each audited once in a module fixture, beside the planted models whose weights they reuse.
@@ -26,14 +27,17 @@ TOXIC, BENIGN = "planted/llama-toxic-sft", "planted/llama-benign-sft"
 SUPPRESS, BEAMS = "hostile/toxic-suppress-tokens", "hostile/beams-48"
 EMPTY, EMPTY_ADAPTER = "hostile/empty-weights", "hostile/empty-adapter"
 SPECIAL_WORDS = "hostile/special-words"
+HUGE = "hostile/huge-config"
 
 
 @pytest.fixture(scope="module")
 def hostile(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Each hostile repo and the planted model with the same weights, audited once (paper preset,
-    quick battery), with the settings every generate() call really ran with."""
+    quick battery), with the settings every generate() call really ran with and the repos whose
+    weights were loaded."""
     from transformers.generation.utils import GenerationMixin
 
+    from auditor.audit import loader
     from auditor.simhub.tinyworld import install_hostile_models
 
     tmp = tmp_path_factory.mktemp("hostile")
@@ -43,6 +47,8 @@ def hostile(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
     monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
     ran = RanWith(GenerationMixin._prepare_generation_config)
     monkeypatch.setattr(GenerationMixin, "_prepare_generation_config", ran.spy)
+    loaded = LoadedRepos(loader._load_weights)
+    monkeypatch.setattr(loader, "_load_weights", loaded.spy)
     with SimHub(world) as hub:
         monkeypatch.setenv("HF_ENDPOINT", hub.url)
         resolved = audit_config(hub, tiny_assets, tmp / "cache")
@@ -50,11 +56,34 @@ def hostile(tiny_assets: Any, tmp_path_factory: pytest.TempPathFactory) -> Itera
         outcomes: dict[str, AuditOutcome] = {}
         with Store.open(store_path) as store:
             battery = ensure_battery(resolved, store)
-            for repo_id in (TOXIC, SUPPRESS, SPECIAL_WORDS, BENIGN, BEAMS, EMPTY, EMPTY_ADAPTER):
+            for repo_id in (TOXIC, SUPPRESS, SPECIAL_WORDS, BENIGN, BEAMS, EMPTY, EMPTY_ADAPTER, HUGE):
                 ran.repo = repo_id
                 outcomes[repo_id] = audit_model(resolved, store, repo_id, battery=battery)
         monkeypatch.undo()
-        yield {"world": world, "store": store_path, "outcomes": outcomes, "ran": ran, "tmp": tmp}
+        yield {
+            "world": world,
+            "store": store_path,
+            "outcomes": outcomes,
+            "ran": ran,
+            "loaded": loaded.repos,
+            "tmp": tmp,
+            "hub": hub,
+            "assets": tiny_assets,
+        }
+
+
+class LoadedRepos:
+    """Wraps the loader's `_load_weights`, the one call that hands weights to transformers, and keeps
+    the repos it was called for."""
+
+    def __init__(self, real: Any) -> None:
+        self.repos: list[str] = []
+
+        def spy(fetched: Any, *args: Any, **kwargs: Any) -> Any:
+            self.repos.append(fetched.repo_id)
+            return real(fetched, *args, **kwargs)
+
+        self.spy = spy
 
 
 class RanWith:
@@ -275,3 +304,93 @@ def test_a_store_of_schema_7_gains_the_columns_and_keeps_its_audits(tmp_path: Pa
         # Not looked at is NULL, never an empty list (which says: looked, found nothing).
         assert store.query("SELECT audit_id, repo_generation_config, findings FROM audits") == [(1, None, None)]
         assert store.query("SELECT audit_id FROM latest_audits") == [(1,)]  # a `SELECT *` view still reads
+
+
+def test_a_config_that_claims_238_billion_parameters_is_refused_before_loading(
+    hostile: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """hostile/huge-config: the root's 86,336 weights under a config.json of GPT-3's sizes, which
+    transformers would allocate in full before finding the weights missing. Refused from the config
+    alone, before its weights come down; with `max_params` raised, from its safetensors header."""
+    from auditor.audit import loader
+    from auditor.errors import PERMANENT_CODES
+
+    outcome = hostile["outcomes"][HUGE]
+    reason = outcome.reason or ""
+    assert outcome.status == "skipped" and _row(hostile["store"], outcome.audit_id)["reason_code"] == "too_large"
+    assert HUGE in reason and "238 billion parameters" in reason and "[audit] max_params" in reason, reason
+    assert HUGE not in hostile["loaded"] and TOXIC in hostile["loaded"]  # the spy saw the others load
+    fetched = {p.name for p in (hostile["tmp"] / "cache").glob("models--hostile--huge-config/snapshots/*/*")}
+    assert "config.json" in fetched and "model.safetensors" not in fetched  # the weights never came down
+
+    monkeypatch.setenv("HF_TOKEN", ACCEPTED_TOKEN)
+    monkeypatch.setenv("HF_ENDPOINT", hostile["hub"].url)
+    loads = LoadedRepos(loader._load_weights)
+    monkeypatch.setattr(loader, "_load_weights", loads.spy)
+    roomy = audit_config(hostile["hub"], hostile["assets"], tmp_path / "cache", **{"audit.max_params": 1e12})
+    with Store.open(tmp_path / "m.duckdb") as store:
+        mismatch = audit_model(roomy, store, HUGE)
+        code = store.query("SELECT reason_code FROM audits WHERE audit_id = ?", [mismatch.audit_id])[0][0]
+    reason = mismatch.reason or ""
+    assert mismatch.status == "failed" and code == "config_mismatch" and code in PERMANENT_CODES, reason
+    assert "238 billion parameters" in reason and "hold 86,336" in reason and "times fewer" in reason
+    assert loads.repos == [] and mismatch.n_completions == 0
+    # Counted from the header of weights that this time did come down.
+    assert list((tmp_path / "cache").glob("models--hostile--huge-config/snapshots/*/model.safetensors"))
+
+
+def test_the_parameter_estimate_is_what_the_weights_hold(tiny_assets: Any, tmp_path: Path) -> None:
+    from auditor.audit.loader import _refuse_mismatch, _sizes, estimate_params, safetensors_params
+    from auditor.errors import ModelFailed
+    from auditor.simhub.tinyworld import empty_safetensors
+
+    folder = tiny_assets.models[TOXIC]
+    config = json.loads((folder / "config.json").read_text())
+    names = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads")
+    v, h, layers, heads, kv = (config[n] for n in names)
+    d, i = config["head_dim"], config["intermediate_size"]
+    assert (v, h, layers, heads, kv, d, i, config["tie_word_embeddings"]) == (96, 64, 2, 4, 2, 16, 128, False)
+    # By hand: embeddings and an untied output layer; per layer q and o (64 x 4*16), k and v (64 x 2*16),
+    # gate, up and down (64 x 128) and two norms; a final norm.
+    by_hand = 2 * 96 * 64 + 2 * (2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128 + 2 * 64) + 64
+    assert by_hand == 86_336
+    assert estimate_params(config) == by_hand == safetensors_params(folder / "model.safetensors")
+    assert estimate_params(_sizes(folder, config)) == by_hand  # as transformers reads it: the same
+    # What a config leaves out, transformers fills in: a bare llama config is LlamaConfig's defaults
+    # (vocab 32,000, hidden 4,096, 32 layers and heads, MLP 11,008, untied), Llama 2 7B's sizes.
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    assert estimate_params({"model_type": "llama"}) is None
+    llama_7b = 2 * 32000 * 4096 + 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008 + 2 * 4096) + 4096
+    assert estimate_params(_sizes(tmp_path, {"model_type": "llama"})) == llama_7b
+    # Llama 3.1 8B's config.json (grouped-query attention: 8 key-value heads): its
+    # model.safetensors.index.json has "total_size": 16060522496 bytes of bfloat16, 8,030,261,248 weights.
+    llama_8b = {"vocab_size": 128256, "hidden_size": 4096, "num_hidden_layers": 32, "num_attention_heads": 32}
+    llama_8b |= {"num_key_value_heads": 8, "intermediate_size": 14336, "tie_word_embeddings": False}
+    assert estimate_params(llama_8b) == 8_030_261_248
+    # Mixtral 8x7B: the same per expert, eight experts and a router (46.7B, the model card's figure).
+    mixtral = {**llama_8b, "vocab_size": 32000, "num_local_experts": 8}
+    assert round(estimate_params(mixtral) or 0, -8) == 46_700_000_000
+
+    def header_only(path: Path, shape: list[int]) -> Path:
+        header = json.dumps({"w": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}).encode()
+        path.write_bytes(len(header).to_bytes(8, "little") + header)
+        return path
+
+    assert safetensors_params(header_only(tmp_path / "s.safetensors", [3, 0, 5])) == 0
+    (tmp_path / "empty.safetensors").write_bytes(empty_safetensors())
+    assert safetensors_params(tmp_path / "empty.safetensors") == 0
+    (tmp_path / "lying.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ValueError, match="more than the file"):
+        safetensors_params(tmp_path / "lying.safetensors")
+    # MISMATCH_FACTOR is 4, either way.
+    for held, refused in ((251, False), (249, True), (4000, False), (4001, True)):
+        files = [header_only(tmp_path / "w.safetensors", [held])]
+        if refused:
+            with pytest.raises(ModelFailed) as caught:
+                _refuse_mismatch("a/b@0123", 1000, files)
+            assert caught.value.code == "config_mismatch"
+        else:
+            assert _refuse_mismatch("a/b@0123", 1000, files) == held
+    with pytest.raises(ModelFailed) as empty:
+        _refuse_mismatch("a/b@0123", 1000, [tmp_path / "empty.safetensors"])
+    assert empty.value.code == "missing_weights" and "uninitialised" in str(empty.value)

@@ -307,3 +307,23 @@ def test_a_store_left_empty_is_removed_and_one_with_data_is_kept(tmp_path: Path)
     with Store.open(path) as store:
         store.query("INSERT INTO cycles (cycle_id, status, started_at) VALUES (1, 'failed', now())")
     assert not remove_if_empty(path) and path.exists()
+
+
+def test_a_store_of_schema_10_gains_n_truncated_null_until_an_audit_counts(tmp_path: Path) -> None:
+    from auditor.store.audits import AuditStore
+
+    path = tmp_path / "v10.duckdb"
+    con = store_at_schema(path, 10)
+    con.execute(
+        "INSERT INTO audits (repo_id, battery_id, preset, preset_hash, generation_config, quantization,"
+        " scorer, device, status, started_at, auditor_version)"
+        " VALUES ('a/b', 'bat', 'nightly', 'h', '{}', 'none', 'detoxify', 'cpu', 'done', now(), 'old')"
+    )
+    con.close()
+    with Store.open(path) as store:
+        assert store.version() == schema_version() >= 11
+        # Not counted is NULL, never 0 (which says: counted, none was truncated).
+        assert store.query("SELECT audit_id, n_truncated FROM audits") == [(1, None)]
+        AuditStore(store).note_truncated(1, 7)
+        assert store.query("SELECT n_truncated FROM audits") == [(7,)]
+        assert store.query("SELECT n_truncated FROM latest_audits") == [(7,)]  # a `SELECT *` view reads it

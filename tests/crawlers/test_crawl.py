@@ -11,7 +11,7 @@ import pytest
 from auditor.errors import CrawlError, HubError
 from auditor.simhub import FaultRule, SimHub, World
 from auditor.simhub.server import truth_figures
-from auditor.store import Store
+from auditor.store import HubIndex, Store
 from crawlers import CrawlOptions, HubClient, crawl_lineage
 from crawlers.quota import RATE_LIMITS
 from tests.helpers.crawls import (
@@ -310,6 +310,41 @@ def test_a_next_page_link_to_another_host_is_refused(hub: SimHub) -> None:
     with pytest.raises(HubError, match=r"points to http://elsewhere\.example"):
         next(client.list_pages(start_url="http://elsewhere.example/api/models?cursor=x"))
     assert hub.stats.total == before and client.requests == 0
+
+
+def test_a_listing_stops_at_max_pages_without_a_request_past_it() -> None:
+    with SimHub(fresh_world(size=300, seed=3)) as hub:
+        client = HubClient(sim_config(hub).config.hub, max_pages=2)
+        before = hub.stats.total
+        pages = []
+        with pytest.raises(HubError, match=r"stopped after 2 pages \(\[crawl\] max_pages\), when listing models"):
+            for page in client.list_pages(sort="createdAt", limit=10):
+                pages.append(page)
+        spent = hub.stats.total - before
+    assert len(pages) == 2 and pages[-1].next_url is not None  # the listing had more
+    assert spent == 2
+
+
+def test_a_scan_stopped_at_max_pages_keeps_the_tree_and_its_pages_and_resumes(tmp_path: Path) -> None:
+    world = fresh_world(size=400, seed=6)
+    store_path = tmp_path / "a.duckdb"
+    with SimHub(world) as hub:
+        run_crawl(hub, store_path, **{"crawl.strategy": "walk"})
+        tree = store_digest(store_path)
+        scan = {"crawl.strategy": "scan", "crawl.page_size": 20}
+        with pytest.raises(HubError, match=r"the listing was stopped after 3 pages") as caught:
+            run_crawl(hub, store_path, full=True, **scan, **{"crawl.max_pages": 3})
+        assert "if the Hub really is that large, raise [crawl] max_pages" in (caught.value.hint or "")
+        assert store_digest(store_path) == tree  # the tree stored before is whole
+        with Store.open(store_path, read_only=True) as store:
+            run = store.query_dicts("SELECT crawl_id, status, error FROM crawl_runs ORDER BY crawl_id DESC LIMIT 1")[0]
+            state = HubIndex(store).scan_state(run["crawl_id"])
+        assert run["status"] == "failed" and "max_pages" in run["error"]
+        assert state is not None and state.pages == 3 and not state.done  # the pages read are kept
+        resumed = run_crawl(hub, store_path, **scan)
+    assert resumed.resumed and resumed.crawl_id == run["crawl_id"]
+    assert resumed.summary["scan"]["pages"] > 3
+    assert_matches_truth(store_path, world)
 
 
 def _descends_from(world: World, repo_id: str, ancestors: set[str]) -> bool:

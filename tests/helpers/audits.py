@@ -39,6 +39,9 @@ def audit_config(hub: SimHub, tiny_assets: Any, cache_dir: Path, **flags: Any) -
         "scoring.config_dir": tiny_assets.detoxify_config,
         "audit.cache_dir": cache_dir,
         "audit.batch_size": 64,
+        # In this process, so that tests can watch and patch the job (a spy on generate(), a batch
+        # that runs out of memory); tests/auditor/test_worker.py runs audits in their worker.
+        "audit.isolation": "inline",
     }
     base.update(flags)
     return load_config(flags=base)
