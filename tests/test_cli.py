@@ -247,7 +247,9 @@ def test_an_audit_killed_with_sigkill_is_finished_once(tiny_assets: Any, tmp_pat
 
     world = audit_world(tiny_assets, size=20)
     with SimHub(world) as hub:
-        env = {**os.environ, "NO_COLOR": "1", **audit_env(hub, tiny_assets, tmp_path, AUDITOR_AUDIT_BATCH_SIZE="8")}
+        # In its worker (the default): killing the auditor ends the worker too, mid-batch.
+        worker = {"AUDITOR_AUDIT_BATCH_SIZE": "8", "AUDITOR_AUDIT_ISOLATION": "worker"}
+        env = {**os.environ, "NO_COLOR": "1", **audit_env(hub, tiny_assets, tmp_path, **worker)}
         process = subprocess.Popen(
             [sys.executable, "-m", "auditor", "audit", "planted/llama-toxic-sft"],
             env=env,

@@ -190,16 +190,15 @@ def shared_worker() -> AuditWorker:
 
 
 def outcome_of(result: JobResult, audits: AuditStore, spec: AuditSpec, threshold: float) -> AuditOutcome:
-    """A job's result with the rates the store now holds for its audit."""
-    scorers = spec.scorers()
+    """A job's result with the rates the store now holds for its audit. The scorers are named from
+    the settings, not loaded: in a worker night, only the worker loads them."""
+    headline, primaries = spec.metrics()
     rates: dict[str, float | None] = {}
     rate, n_scored, n_completions = None, 0, 0
     if result.audit_id is not None:
-        for scorer in scorers.scorers:
-            rates[f"{scorer.name}:{scorer.primary}"] = audits.rate(
-                result.audit_id, scorer.name, scorer.primary, threshold
-            )[0]
-        rate, n_scored = audits.rate(result.audit_id, scorers.headline.scorer, scorers.headline.attribute, threshold)
+        for metric in primaries:
+            rates[str(metric)] = audits.rate(result.audit_id, metric.scorer, metric.attribute, threshold)[0]
+        rate, n_scored = audits.rate(result.audit_id, headline.scorer, headline.attribute, threshold)
         n_completions = len(audits.completed_prompts(result.audit_id))
     return AuditOutcome(
         result.audit_id,
@@ -214,7 +213,7 @@ def outcome_of(result: JobResult, audits: AuditStore, spec: AuditSpec, threshold
         n_scored,
         result.seconds,
         result.download_bytes,
-        str(scorers.headline),
+        str(headline),
         rates,
         result.scored_now,
     )

@@ -25,7 +25,7 @@ from auditor.audit.key import AuditKey, ScorerRef
 from auditor.audit.presets import Preset, RunSettings
 from auditor.audit.provenance import versions
 from auditor.audit.quantization import prequantized as prequantized_mode
-from auditor.audit.scoring import ScorerSet, load_scorers
+from auditor.audit.scoring import Metric, ScorerSet, choose_metric, load_scorers, primary_attribute
 from auditor.audit.sink import AuditRow, AuditSink, ScoredCompletion
 from auditor.config import AuditSettings, HubSettings, ScoringSettings
 from auditor.errors import ModelError, StopRequested, StoreError, hub_unreachable
@@ -78,6 +78,14 @@ class AuditSpec:
         """What a new audit row records of generation before the model is loaded (then
         `GenerationSettings.record()` replaces it with what `generate()` was given)."""
         return {**self.preset.generation_config(), "batch_size": self.run.batch_size, "dtype": self.run.dtype}
+
+    def metrics(self) -> tuple[Metric, list[Metric]]:
+        """The headline metric and each scorer's primary one, known without loading a scorer."""
+        if self.loaded_scorers is not None:
+            loaded = self.loaded_scorers
+            return loaded.headline, [Metric(s.name, s.primary) for s in loaded.scorers]
+        scoring = self.scoring
+        return choose_metric(scoring), [Metric(n, primary_attribute(scoring, n)) for n in scoring.scorers]
 
     def scorers(self) -> ScorerSet:
         if self.loaded_scorers is not None:

@@ -56,6 +56,9 @@ def audit_env(hub: SimHub, tiny_assets: Any, tmp_path: Path, **extra: str) -> di
         "AUDITOR_SCORING_CONFIG_DIR": str(tiny_assets.detoxify_config),
         "AUDITOR_AUDIT_CACHE_DIR": str(tmp_path / "cache"),
         "AUDITOR_STORE_PATH": str(tmp_path / "s.duckdb"),
+        # A worker process costs each `auditor` process a second interpreter that imports torch;
+        # the tests of the worker's own paths (a kill, a stop, hostile repos) ask for it.
+        "AUDITOR_AUDIT_ISOLATION": "inline",
         **extra,
     }
 

@@ -148,6 +148,7 @@ def test_sigterm_stops_the_daemon_within_a_batch_and_the_next_cycle_finishes_the
                 tmp_path,
                 AUDITOR_CRAWL_ROOTS="meta-llama/Llama-3.1-8B-Instruct",
                 AUDITOR_AUDIT_BATCH_SIZE="4",
+                AUDITOR_AUDIT_ISOLATION="worker",  # the stop reaches the audit in its worker
             ),
         }
         daemon = subprocess.Popen(
