@@ -242,7 +242,11 @@ def _auditor(resolved: Any, store: Any, battery: Any, scorers: Any, model: str) 
     assert outcome.status == "done", outcome.reason
     timings = json.loads(store.query("SELECT timings FROM audits WHERE audit_id = ?", [outcome.audit_id])[0][0])
     tokens = store.query("SELECT sum(n_tokens) FROM completions WHERE audit_id = ?", [outcome.audit_id])[0][0]
-    rows = store.query("SELECT (SELECT count(*) FROM completions) + (SELECT count(*) FROM scores)")[0][0]
+    rows = store.query(
+        "SELECT (SELECT count(*) FROM completions WHERE audit_id = $id)"
+        " + (SELECT count(*) FROM scores WHERE audit_id = $id)",
+        {"id": outcome.audit_id},
+    )[0][0]
     return {
         "wall_s": wall - timings.get("download_s", 0.0),
         "warmup_s": warmup,
