@@ -31,6 +31,7 @@ DEFECT_KINDS: tuple[str, ...] = (
     "parent_outside_tree",  # a declared parent that the crawl did not find under any root
     "unknown_relation",  # a relation the Hub does not define; the edge is not stored
     "cycle",  # the model is on a cycle of declared edges
+    "invalid_parent_id",  # a declared parent whose id huggingface_hub refuses; the edge is not stored
 )
 
 

@@ -84,6 +84,25 @@ class HubModelJSON(BaseModel):
         return value
 
 
+def valid_repo_id(repo_id: str) -> bool:
+    """Whether huggingface_hub accepts `repo_id` (`validate_repo_id`, utils/_validators.py in 2.x:
+    letters, digits, `-`, `_`, `.`, an optional namespace, at most 96 characters a part, no `--` or
+    `..`, no `.git` ending). An id it refuses, from a hostile or broken listing (a control character,
+    a bracket), would make every later request for it raise `HFValidationError`.
+
+    >>> valid_repo_id("meta-llama/Llama-3.1-8B"), valid_repo_id("evil/\x1b[31m")
+    (True, False)
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        return False
+    return True
+
+
 def parse_model(item: dict[str, Any]) -> ModelSnapshot:
     """Turn one Hub model object into a snapshot with its declared edges and defects."""
     try:
@@ -91,8 +110,16 @@ def parse_model(item: dict[str, Any]) -> ModelSnapshot:
     except ValidationError as err:
         repo = item.get("id", "?") if isinstance(item, dict) else "?"
         raise HubError(f"the Hub sent malformed metadata for {repo}: {err.errors()[0]['msg']}") from None
+    if not valid_repo_id(model.id):
+        raise HubError(
+            f"the Hub listed a model whose id huggingface_hub refuses: {model.id!a}",
+            hint="it is left out of the crawl; no request is made for it",
+        )
     relation, parents, source = _declared_parents(model)
     defects: list[LineageDefect] = []
+    for parent in [p for p in parents if not valid_repo_id(p)]:
+        defects.append(LineageDefect(model.id, "invalid_parent_id", ascii(parent)))
+        parents = [p for p in parents if p != parent]
     if relation is not None and relation not in RELATIONS:
         defects.append(LineageDefect(model.id, "unknown_relation", relation))
         parents = []

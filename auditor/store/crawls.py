@@ -409,7 +409,7 @@ class LineageStore:
         )
         con.execute(
             "DELETE FROM lineage_defects WHERE repo_id IN (SELECT repo_id FROM _snap)"
-            " AND kind IN ('self_reference', 'multiple_parents', 'unknown_relation')"
+            " AND kind IN ('self_reference', 'multiple_parents', 'unknown_relation', 'invalid_parent_id')"
         )
         con.execute(
             "INSERT INTO lineage_defects SELECT DISTINCT repo_id, kind, detail, ? FROM _defects ON CONFLICT DO NOTHING",

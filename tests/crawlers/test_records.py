@@ -63,3 +63,15 @@ def test_a_listing_names_its_parents_in_the_base_model_tags() -> None:
 def test_malformed_metadata_is_a_hub_error_naming_the_repo() -> None:
     with pytest.raises(HubError, match="malformed metadata for u/m"):
         parse_model({"id": "u/m", "downloads": "many"})
+
+
+def test_ids_the_client_refuses_are_a_defect_or_left_out_never_a_crash() -> None:
+    """Ids huggingface_hub's `validate_repo_id` refuses (a control character, a bracket, `..`)."""
+    child = parse_model(
+        {"id": "u/m", "baseModels": {"relation": "finetune", "models": [{"id": "g/\x1b[31mred"}, {"id": "g/a"}]}}
+    )
+    assert [e.parent for e in child.parents] == ["g/a"]
+    assert [(d.kind, d.detail) for d in child.defects] == [("invalid_parent_id", "'g/\\x1b[31mred'")]
+    for bad in ("u/m\x00", "u/[m]", "u/m..x"):
+        with pytest.raises(HubError, match="id huggingface_hub refuses"):
+            parse_model({"id": bad})
