@@ -129,9 +129,29 @@ class AuditWorker:
         # clock is the start-up's; the audit's own limit runs from then.
         audit = _Watched(spec, repo_id, revision, time.monotonic(), max(STARTUP_S, time_limit_s(spec)))
         conn.send(("audit", spec, repo_id, revision))
+        try:
+            return self._follow(conn, audit, sink, progress, should_stop)
+        except BaseException:
+            # Whatever ends the parent's side early (a Ctrl-C, an error of its own) must not leave a
+            # worker in the middle of an audit for the next call: it is ended, and the next starts fresh.
+            if not audit.over:
+                self.close()
+            raise
+
+    def _follow(
+        self,
+        conn: Connection,
+        audit: _Watched,
+        sink: AuditSink,
+        progress: Callable[[AuditProgress], None] | None,
+        should_stop: Callable[[], bool] | None,
+    ) -> JobResult:
+        """Answer the worker's calls until its audit ends."""
+        spec = audit.spec
         while True:
             message = self._next(conn, audit, should_stop)
             if message is None:  # the worker is gone, or over its time: it has been ended
+                audit.over = True
                 return self._failed(audit, sink, should_stop)
             kind = message[0]
             if kind == "call":
@@ -148,9 +168,11 @@ class AuditWorker:
                 audit.refs = message[1]
                 audit.started, audit.limit_s = time.monotonic(), time_limit_s(spec)
             elif kind == "done":
+                audit.over = True
                 result: JobResult = message[1]
                 return result
             elif kind == "raised":
+                audit.over = True  # the worker is idle again: the error is the audit's, not the worker's
                 raise message[1]
 
     # -- the parent's side of one audit ---------------------------------------------------------
@@ -178,7 +200,10 @@ class AuditWorker:
         reach its next check in time (its audit stays `running`)."""
         assert self._process is not None
         while True:
-            if conn.poll(POLL_S):
+            # The limits are checked before every message too: a worker that keeps talking is held
+            # to them as one that has gone quiet.
+            now = time.monotonic()
+            if now - audit.started <= audit.limit_s and conn.poll(POLL_S):
                 try:
                     return conn.recv()
                 except (EOFError, OSError):
@@ -272,6 +297,8 @@ class _Watched:
     done_ids: set[int] = field(default_factory=set)
     stop_asked: float | None = None
     ended: tuple[str, str] | None = None
+    #: The worker finished with this audit (a result, an error it raised, or its end).
+    over: bool = False
 
     @property
     def sha(self) -> str | None:
