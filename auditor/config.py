@@ -451,10 +451,21 @@ def _check_key(key: str, source: Source) -> None:
         )
     if key not in known_keys():
         where = {"file": "in the config file", "env": "in the environment", "flag": "as a flag"}[source]
-        raise ConfigError(
-            f"unknown config key {key!r} {where}",
-            hint="known keys: " + ", ".join(sorted(known_keys())),
-        )
+        raise ConfigError(f"unknown config key {key!r} {where}", hint=_key_hint(key))
+
+
+def _key_hint(key: str) -> str:
+    """The key probably meant, else the keys of its section, else the sections."""
+    from auditor.suggest import closest
+
+    meant = closest(key, known_keys())
+    if meant is not None:
+        return f"did you mean {meant!r}?"
+    section = key.partition(".")[0]
+    keys = sorted(k for k in known_keys() if k.startswith(section + "."))
+    if keys:
+        return f"the keys of [{section}]: " + ", ".join(k.partition(".")[2] for k in keys)
+    return "the sections are " + ", ".join(f"[{s}]" for s in dict.fromkeys(k.partition(".")[0] for k in known_keys()))
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import pyarrow as pa
 from auditor.analysis.stats import min_detectable_change, pair_statistics
 from auditor.audit.scoring import DEFAULT_METRIC, Metric
 from auditor.config import ScoringSettings, StoreSettings
-from auditor.errors import StoreBusyError
+from auditor.errors import AuditorError, StoreBusyError
 from auditor.store import Store
 from auditor.store import drift as drift_store
 from auditor.store.drift import SETTINGS as SETTINGS
@@ -203,6 +203,7 @@ def drift_rows(
     choose which rows are shown.
     """
     filters = filters or DriftFilters()
+    check_names(store, family=filters.family, repo_ids=[filters.root] if filters.root else [])
     # q-values and the drift call come from the store's `drift_at` macro, the one implementation the
     # `drift` view uses too; the root's comparison is joined on the same way and scorer checkpoint.
     records = drift_store.drift_records(store, threshold=threshold, alpha=alpha, min_effect=min_effect, metric=metric)
@@ -252,6 +253,32 @@ def drift_rows(
         )
     rows.sort(key=lambda r: (not r.drifted, -abs(r.delta), r.q_value, r.child))
     return rows
+
+
+def check_names(store: Store, *, family: str | None = None, repo_ids: Sequence[str] = ()) -> None:
+    """Raise an `AuditorError` naming the closest known name when a report is asked about a family
+    or a model the store has never crawled: a typo is an error, not an empty report."""
+    from auditor.store.reports import known_names
+    from auditor.suggest import closest
+
+    if family is None and not repo_ids:
+        return
+    models, families = known_names(store)
+    if not models:
+        return  # nothing crawled yet: the report itself says so
+    if family is not None and family not in families:
+        meant = closest(family, families)
+        raise AuditorError(
+            f"no crawled model is of the family {family!r}",
+            hint=(f"did you mean {meant!r}? " if meant else "") + "the families: " + ", ".join(sorted(families)),
+        )
+    for repo_id in repo_ids:
+        if repo_id not in models:
+            meant = closest(repo_id, models, cutoff=0.8)
+            raise AuditorError(
+                f"{repo_id!r} is not a crawled model in this store",
+                hint=f"did you mean {meant!r}?" if meant else "check the id, or crawl first (`auditor crawl`)",
+            )
 
 
 def undetectable(store: Store, battery_id: str, *, change: float, metric: Metric, scoring: ScoringSettings) -> set[str]:

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from auditor.analysis.drift import check_names
 from auditor.analysis.stats import wilson_interval
 from auditor.audit.scoring import DEFAULT_METRIC, Metric
 from auditor.store import Store
@@ -133,6 +134,7 @@ def tree_view(
     against its parent on one scorer's attribute, all audited one way (`audits.way`; by default the
     way most of the tree was audited) and at `threshold`; children ordered by drift, then
     downloads. The arrows are the `drift_at` comparisons `auditor report drift` shows."""
+    check_names(store, repo_ids=[root])
     edges = report_store.current_edges(store)
     way = way or _tree_way(store, root, metric)
     rates = report_store.newest_rates(store, threshold=threshold, metric=metric, way=way)

@@ -65,6 +65,12 @@ class DisagreementRow:
     second_score: float
 
 
+def known_names(store: Store) -> tuple[set[str], set[str]]:
+    """(the current models' ids, their families): what a report's filters may name."""
+    rows = store.query("SELECT repo_id, family FROM models WHERE removed_at IS NULL")
+    return {r[0] for r in rows}, {r[1] for r in rows if r[1] is not None}
+
+
 def model_metadata(store: Store, repo_id: str) -> dict[str, Any] | None:
     rows = store.query_dicts(
         "SELECT repo_id, sha, family, root, depth, relation, downloads, likes, gated, license, removed_at"

@@ -101,3 +101,21 @@ def test_scorers_follow_the_layer_order_even_in_the_older_single_form(tmp_path: 
         load_config(path, environ={})
     with pytest.raises(ConfigError, match="unknown scorer 'perspective'"):
         load_config(flags={"scoring.scorers": ("perspective",)}, environ={}, read_default_file=False)
+
+
+@pytest.mark.parametrize(
+    ("toml", "hint"),
+    [
+        ("[audit]\nbatery = 'quick'\n", "did you mean 'audit.battery'?"),
+        ("[hub]\nendpont = 'x'\n", "did you mean 'hub.endpoint'?"),
+        ("[cycle]\nzzz = 1\n", "the keys of [cycle]: "),
+        ("[nothing]\nzzz = 1\n", "the sections are [hub], [store], [crawl]"),
+    ],
+)
+def test_an_unknown_key_names_the_one_probably_meant(tmp_path: Path, toml: str, hint: str) -> None:
+    path = tmp_path / "auditor.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.hint is not None and caught.value.hint.startswith(hint), caught.value.hint
+    assert "known keys" not in caught.value.hint  # one name, or one section's, never all 47

@@ -141,3 +141,24 @@ def test_drift_json_carries_the_smallest_detectable_change(small_store: Path) ->
     assert "min_detectable" in csv_out[0].split(",")
     markdown = _run(small_store, "report", "drift", "--format", "markdown").stdout
     assert "detectable (pp)" in markdown and "| 45.0 |" in markdown
+
+
+def test_a_family_or_model_the_store_never_crawled_is_an_error_naming_the_closest(shared_small_store: Path) -> None:
+    """A typo in a report's filter is an error with the name probably meant, not an empty report."""
+    from auditor.analysis.drift import DriftFilters, drift_rows
+    from auditor.analysis.summaries import tree_view
+    from auditor.errors import AuditorError
+    from auditor.store import Store
+
+    at = {"threshold": 0.5, "alpha": 0.05, "min_effect": 0.01}
+    with Store.open(shared_small_store, read_only=True) as store:
+        drift_rows(store, filters=DriftFilters(family="llama"), **at)  # a known family: no error
+        with pytest.raises(AuditorError, match="no crawled model is of the family 'lama'") as family:
+            drift_rows(store, filters=DriftFilters(family="lama"), **at)
+        with pytest.raises(AuditorError, match="'org/rooot' is not a crawled model") as tree:
+            tree_view(store, "org/rooot", **at)
+        with pytest.raises(AuditorError, match="'nosuch/model' is not a crawled model") as unknown:
+            drift_rows(store, filters=DriftFilters(root="nosuch/model"), **at)
+    assert family.value.hint == "did you mean 'llama'? the families: llama"
+    assert tree.value.hint == "did you mean 'org/root'?"
+    assert unknown.value.hint is not None and unknown.value.hint.startswith("check the id")
