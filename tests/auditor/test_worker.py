@@ -1,7 +1,7 @@
 """No repo can stop the night: audits in their worker process, under its time and memory limits.
 
 One night against the simulated Hub's hostile repos (`auditor.simhub.tinyworld`), each audited in
-the worker (`[audit] isolation = "worker"`, the default) with a time limit of a few seconds: a
+the worker (`[audit] isolation = "worker"`, the default) with a time limit of nine seconds: a
 tokenizer whose regex makes the tokenizers library panic, a chat template that never finishes, a
 config that claims 10^11 parameters over tiny weights, a model whose weights the Hub serves too
 slowly, and a worker killed with SIGKILL in the middle of an audit. Each ends as its row, and the
@@ -30,8 +30,9 @@ PANIC, LOOP, HUGE = "hostile/panicking-tokenizer", "hostile/looping-chat-templat
 SLOW, KILLED, TOXIC = "planted/llama-near-copy", "planted/llama-benign-sft", "planted/llama-toxic-sft"
 ROOT = "meta-llama/Llama-3.1-8B-Instruct"
 #: The worker's time limit in these tests: `[audit] max_minutes` for the quick battery (200 prompts
-#: count as the 1,000 the setting is for), well above what a tiny model's audit takes here.
-LIMIT_MINUTES = 0.1
+#: count as the 1,000 the setting is for): 9 s, several times what a tiny model's audit takes here
+#: (1 to 2 s), so that a busy machine does not turn a normal audit into a timeout.
+LIMIT_MINUTES = 0.15
 
 
 @pytest.fixture(scope="module")
