@@ -451,7 +451,7 @@ def _memory_exhausted(err: BaseException) -> str | None:
     return None
 
 
-def _is_out_of_memory(err: BaseException) -> bool:
+def is_out_of_memory(err: BaseException) -> bool:
     """Whether a batch failed for want of memory, GPU or CPU: halving it may let it through."""
     return _memory_exhausted(err) is not None
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from auditor.audit.battery import Battery
-from auditor.audit.key import AuditKey, ScorerRef
+from auditor.audit.key import AuditKey
 from auditor.audit.presets import Preset, RunSettings
 from auditor.audit.provenance import versions
 from auditor.audit.quantization import prequantized as prequantized_mode
@@ -167,7 +167,9 @@ def run_audit(
         log.debug("traceback of the failed audit of %s", repo_id, exc_info=True)
         if type(err).__name__ == "PanicException":  # a Rust extension panicked (PyO3's pyo3_runtime)
             return job.finish("failed", strip_control(f"a library panicked: {err}")[:500], "crashed")
-        if _out_of_memory(err):  # what halving the batch could not save (or no batch was running)
+        from auditor.audit.generation import is_out_of_memory
+
+        if is_out_of_memory(err):  # what halving the batch could not save (or no batch was running)
             return job.finish("failed", strip_control(f"out of memory: {type(err).__name__}: {err}")[:500], "memory")
         return job.finish("failed", strip_control(f"unexpected error: {type(err).__name__}: {err}")[:500], "internal")
     finally:
@@ -200,7 +202,7 @@ class _Job:
 
     def __post_init__(self) -> None:
         self.scorers = self.spec.scorers()
-        self.refs = [ScorerRef(s.name, s.checkpoint_hash, s.primary) for s in self.scorers.scorers]
+        self.refs = self.scorers.refs()
 
     # -- stages ---------------------------------------------------------------------------------
 
@@ -440,13 +442,6 @@ def _todo(battery: Battery, done: set[str], order: str, batch_size: int) -> list
         return [item for item in prompts if item[0] not in done]
     batches = [prompts[i : i + batch_size] for i in range(0, len(prompts), batch_size)]
     return [item for batch in batches if any(pid not in done for pid, _ in batch) for item in batch]
-
-
-def _out_of_memory(err: BaseException) -> bool:
-    """An allocation that failed: Python's MemoryError, CUDA's "CUDA out of memory" and the CPU
-    allocator's "can't allocate memory" (torch's messages, which `generation` also halves on)."""
-    text = str(err).lower()
-    return isinstance(err, MemoryError) or "out of memory" in text or "can't allocate memory" in text
 
 
 def _reason(err: ModelError) -> str:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from auditor.audit.battery import Battery, battery_spec
 from auditor.audit.driver import AuditOutcome, audit_model, audit_spec, ensure_battery
-from auditor.audit.key import ScorerRef
 from auditor.audit.scoring import ScorerSet
 from auditor.config import ResolvedConfig
 from auditor.store import Store
@@ -53,7 +52,7 @@ def pending_work(
     battery = ensure_battery(resolved, store)
     spec = audit_spec(resolved, battery, preset_name=preset_name, quantization=quantization)
     scorers = spec.scorers()
-    refs = [ScorerRef(s.name, s.checkpoint_hash, s.primary) for s in scorers.scorers]
+    refs = scorers.refs()
     template = spec.key("", None)
     audits = AuditStore(store)
     models = audits.pending_models(template, refs, limit)

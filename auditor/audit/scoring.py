@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from auditor.audit.key import ScorerRef
 from auditor.config import HubSettings, ScoringSettings
 from auditor.errors import ScorerError  # defined in errors.py; still importable from here
 
@@ -158,6 +159,10 @@ class ScorerSet:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.scorers)
+
+    def refs(self) -> list[ScorerRef]:
+        """The scorers as the store records them: name, checkpoint and primary attribute."""
+        return [ScorerRef(s.name, s.checkpoint_hash, s.primary) for s in self.scorers]
 
     def score(self, texts: Sequence[str]) -> dict[str, list[Score]]:
         """Every text scored by every scorer: {scorer name: one Score per text}."""

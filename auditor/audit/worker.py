@@ -377,7 +377,7 @@ def _serve(conn: Connection, memory: int | None, levels: dict[str, int]) -> None
         sink = PipeSink(conn)
         try:
             scorers = spec.scorers()
-            conn.send(("refs", [ScorerRef(s.name, s.checkpoint_hash, s.primary) for s in scorers.scorers]))
+            conn.send(("refs", scorers.refs()))
             result = run_audit(spec, repo_id, revision, sink, sink.progress, sink.should_stop)
         except BaseException as err:  # to the parent, which raises it: the Hub unreachable, a stop, the store
             conn.send(("raised", _portable(err)))

@@ -511,12 +511,12 @@ def test_a_batch_that_runs_out_of_cpu_memory_is_halved(
 def test_only_running_out_of_memory_halves_a_batch() -> None:
     import torch
 
-    from auditor.audit.generation import _is_out_of_memory
+    from auditor.audit.generation import is_out_of_memory
 
-    assert _is_out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) and _is_out_of_memory(MemoryError())
-    assert _is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert not _is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)"))
-    assert not _is_out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))  # not torch's error
+    assert is_out_of_memory(RuntimeError(CPU_OUT_OF_MEMORY)) and is_out_of_memory(MemoryError())
+    assert is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x64 and 32x64)"))
+    assert not is_out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))  # not torch's error
 
 
 def test_a_prompt_over_max_prompt_tokens_keeps_its_end(tiny_assets: Any) -> None:
